@@ -24,6 +24,7 @@ cdef class Tape:
     cdef int n_leaves
     cdef int root_slot
     cdef object buffer
+    cdef double* own_values     # val/grad storage when not a numpy buffer
     cdef double* val
     cdef double* grad
     # leaf_home[i] is the address of leaf i's data/grad pointer fields, so a

@@ -61,64 +61,79 @@ cdef void* _grow(void* p, Py_ssize_t* capacity, size_t item) except NULL:
     return q
 
 
-cdef PyObject** _topological_order(Value root, Py_ssize_t* count) except NULL:
+# Reusable traversal stack (only touched with the GIL held, never across a
+# call that could let another thread in).
+cdef Frame* _stack = NULL
+cdef Py_ssize_t _stack_cap = 0
+
+
+cdef Py_ssize_t _topological_order(Value root, PyObject*** order_ptr,
+                                   Py_ssize_t* order_cap,
+                                   Py_ssize_t* n_leaves) except -1:
     """Every node below root, children before parents, without recursion.
 
     The order is the post-order of a depth-first walk taking each node's
     first input before its second (micrograd's build_topo, made iterative).
-    Each node's `index` is set to its position.
+    It is written to *order_ptr (grown as needed; the caller frees it); each
+    node's `index` is set to its position.  Returns the node count and
+    stores the number of leaves in n_leaves.
     """
-    global _epoch
+    global _epoch, _stack, _stack_cap
     _epoch += 1
     cdef unsigned long long epoch = _epoch
-    cdef Py_ssize_t stack_cap = 256, order_cap = 1024, sp = 0, n = 0
-    cdef Frame* stack = <Frame*>PyMem_Malloc(stack_cap * sizeof(Frame))
-    cdef PyObject** order = <PyObject**>PyMem_Malloc(order_cap * sizeof(PyObject*))
+    cdef Py_ssize_t sp = 0, n = 0, leaves = 0
+    cdef PyObject** order = order_ptr[0]
     cdef Value v, child
-    if stack == NULL or order == NULL:
-        PyMem_Free(stack)
+    if _stack == NULL:
+        _stack = <Frame*>PyMem_Malloc(256 * sizeof(Frame))
+        if _stack == NULL:
+            raise MemoryError("lowering: out of memory")
+        _stack_cap = 256
+    if order == NULL or order_cap[0] < 16:
         PyMem_Free(order)
-        raise MemoryError("lowering: out of memory")
-    try:
-        root.mark = epoch
-        stack[0].node = <PyObject*>root
-        stack[0].next_child = 0
-        sp = 1
-        while sp > 0:
-            v = <Value>stack[sp - 1].node
-            child = None
-            if v.op != OP_LEAF:
-                if stack[sp - 1].next_child == 0:
-                    stack[sp - 1].next_child = 1
-                    child = v.a
-                elif stack[sp - 1].next_child == 1:
-                    stack[sp - 1].next_child = 2
-                    child = v.b
-            if child is not None:
-                if child.mark != epoch:
-                    child.mark = epoch
-                    if sp == stack_cap:
-                        stack = <Frame*>_grow(stack, &stack_cap, sizeof(Frame))
-                    stack[sp].node = <PyObject*>child
-                    stack[sp].next_child = 0
-                    sp += 1
-                continue
-            sp -= 1
-            if n == order_cap:
-                if n >= MAX_NODES:
-                    raise OverflowError(
-                        f"lowering: the graph has more than {MAX_NODES} nodes")
-                order = <PyObject**>_grow(order, &order_cap, sizeof(PyObject*))
-            v.index = n
-            order[n] = <PyObject*>v
-            n += 1
-    except BaseException:
-        PyMem_Free(stack)
-        PyMem_Free(order)
-        raise
-    PyMem_Free(stack)
-    count[0] = n
-    return order
+        order_ptr[0] = NULL
+        order = <PyObject**>PyMem_Malloc(1024 * sizeof(PyObject*))
+        if order == NULL:
+            raise MemoryError("lowering: out of memory")
+        order_ptr[0] = order
+        order_cap[0] = 1024
+    root.mark = epoch
+    _stack[0].node = <PyObject*>root
+    _stack[0].next_child = 0
+    sp = 1
+    while sp > 0:
+        v = <Value>_stack[sp - 1].node
+        child = None
+        if v.op != OP_LEAF:
+            if _stack[sp - 1].next_child == 0:
+                _stack[sp - 1].next_child = 1
+                child = v.a
+            elif _stack[sp - 1].next_child == 1:
+                _stack[sp - 1].next_child = 2
+                child = v.b
+        if child is not None:
+            if child.mark != epoch:
+                child.mark = epoch
+                if sp == _stack_cap:
+                    _stack = <Frame*>_grow(_stack, &_stack_cap, sizeof(Frame))
+                _stack[sp].node = <PyObject*>child
+                _stack[sp].next_child = 0
+                sp += 1
+            continue
+        sp -= 1
+        if n == order_cap[0]:
+            if n >= MAX_NODES:
+                raise OverflowError(
+                    f"lowering: the graph has more than {MAX_NODES} nodes")
+            order = <PyObject**>_grow(order, order_cap, sizeof(PyObject*))
+            order_ptr[0] = order
+        if v.op == OP_LEAF:
+            leaves += 1
+        v.index = n
+        order[n] = <PyObject*>v
+        n += 1
+    n_leaves[0] = leaves
+    return n
 
 
 cdef inline Value _at(PyObject** order, Py_ssize_t i):
@@ -156,6 +171,7 @@ cdef class Tape:
         PyMem_Free(self.node_instr)
         PyMem_Free(self.node_terms)
         PyMem_Free(self.instr_node)
+        PyMem_Free(self.own_values)
 
     def __init__(self):
         raise TypeError("Tape cannot be created directly; use fastgrad.lower(root)")
@@ -432,16 +448,15 @@ cdef str _label_part(node):
     return f"  # {label}" if label else ""
 
 
-cdef Tape _lower(Value root, bint fuse, bint keep):
+cdef Tape _lower(Value root, bint fuse):
     """Emit the program for the graph below root (see the module docstring).
 
     fuse: fold chains of additions of products into dot instructions.
-    keep: a tape for replay; intermediates are moved onto its buffer and the
-          node list is kept.  Without it the tape is a throw-away one for an
-          eager backward().
+    Intermediates that get their own instruction are moved onto the tape's
+    buffer, so their .data/.grad show its sweeps.
     """
-    cdef Py_ssize_t N = 0, i, j, L = 0, k_terms, x
-    cdef PyObject** order = _topological_order(root, &N)
+    cdef Py_ssize_t N = 0, i, j, L = 0, k_terms, x, order_cap = 0
+    cdef PyObject** order = NULL
     cdef Tape tape = Tape.__new__(Tape)
     cdef Value v
     cdef int* consumers = NULL
@@ -454,9 +469,7 @@ cdef Tape _lower(Value root, bint fuse, bint keep):
     cdef int ai, bi, s, instr, p, one
     cdef double[::1] buf
     try:
-        for i in range(N):
-            if _at(order, i).op == OP_LEAF:
-                L += 1
+        N = _topological_order(root, &order, &order_cap, &L)
         tape.n_leaves = <int>L
         tape.node_slot = <int*>PyMem_Malloc((N + 1) * sizeof(int))
         tape.node_instr = <int*>PyMem_Malloc((N + 1) * sizeof(int))
@@ -604,7 +617,7 @@ cdef Tape _lower(Value root, bint fuse, bint keep):
         tape.grad = &buf[s]
         tape.root_slot = slot[N - 1]
 
-        leaves = [] if keep else None
+        leaves = []
         j = 0
         for i in range(N):
             v = _at(order, i)
@@ -612,25 +625,20 @@ cdef Tape _lower(Value root, bint fuse, bint keep):
                 tape.leaf_data[j] = &v.dp
                 tape.leaf_grad[j] = &v.gp
                 tape.val[j] = v.dp[0]
-                if keep:
-                    leaves.append(v)
+                leaves.append(v)
                 j += 1
             elif slot[i] >= 0:
                 tape.val[slot[i]] = v.dp[0]
         tape.val[one] = 1.0
         tape.leaves = leaves
 
-        if keep:
-            tape.nodes = [<object>order[i] for i in range(N)]
-            for i in range(N):
-                v = _at(order, i)
-                if v.op != OP_LEAF and slot[i] >= 0:
-                    v.dp = &tape.val[slot[i]]
-                    v.gp = &tape.grad[slot[i]]
-                    v.owner = tape.buffer
-        else:
-            tape.nodes = [root]
-            _eager_finish(tape, order, N)
+        tape.nodes = [<object>order[i] for i in range(N)]
+        for i in range(N):
+            v = _at(order, i)
+            if v.op != OP_LEAF and slot[i] >= 0:
+                v.dp = &tape.val[slot[i]]
+                v.gp = &tape.grad[slot[i]]
+                v.owner = tape.buffer
     finally:
         PyMem_Free(consumers)
         PyMem_Free(chain)
@@ -650,23 +658,96 @@ cdef inline bint ti_is_product(PyObject** order, int* consumers, int t, bint sam
     return (not same) and _op_at(order, t) == OP_MUL and consumers[t] == 1
 
 
-cdef void _eager_finish(Tape tape, PyObject** order, Py_ssize_t N):
-    """Backward sweep on a throw-away tape, then copy grads to the nodes."""
-    cdef Py_ssize_t i
-    cdef Value v
-    with nogil:
-        tape._backward_sweep()
-    for i in range(N):
-        v = _at(order, i)
-        if v.op != OP_LEAF:
-            v.gp[0] = tape.grad[tape.node_slot[i]]
-
-
 def lower_scalar(Value root not None, bint fuse=True):
     """Lower the scalar graph below root to a replayable Tape."""
-    return _lower(root, fuse, True)
+    return _lower(root, fuse)
+
+
+# -- eager backward ------------------------------------------------------
+#
+# Value.backward() emits an unfused program into one reusable scratch tape
+# and runs the same _backward_sweep as a replayed tape.  The scratch buffers
+# grow to the largest graph seen and are reused, so an eager step does not
+# allocate per node.  The whole call holds the GIL (the scratch is shared).
+
+cdef PyObject** _eager_order = NULL
+cdef Py_ssize_t _eager_order_cap = 0
+cdef Tape _scratch = None
+cdef Py_ssize_t _scratch_cap = 0
+
+
+cdef int _reserve_scratch(Py_ssize_t n) except -1:
+    """Make every scratch array hold at least n entries."""
+    global _scratch, _scratch_cap
+    cdef Py_ssize_t cap = _scratch_cap if _scratch_cap else 1024
+    cdef Tape t
+    if _scratch is None:
+        _scratch = Tape.__new__(Tape)
+    t = _scratch
+    if n + 2 <= _scratch_cap:
+        return 0
+    while cap < n + 2:
+        cap *= 2
+    t.op = <int*>_realloc(t.op, cap * sizeof(int))
+    t.out = <int*>_realloc(t.out, cap * sizeof(int))
+    t.a = <int*>_realloc(t.a, cap * sizeof(int))
+    t.b = <int*>_realloc(t.b, cap * sizeof(int))
+    t.n = <int*>_realloc(t.n, cap * sizeof(int))
+    t.cst = <double*>_realloc(t.cst, cap * sizeof(double))
+    t.leaf_data = <double***>_realloc(t.leaf_data, cap * sizeof(double**))
+    t.leaf_grad = <double***>_realloc(t.leaf_grad, cap * sizeof(double**))
+    t.own_values = <double*>_realloc(t.own_values, 2 * cap * sizeof(double))
+    t.val = t.own_values
+    t.grad = t.own_values + cap
+    _scratch_cap = cap
+    return 0
+
+
+cdef void* _realloc(void* p, size_t size) except NULL:
+    cdef void* q = PyMem_Realloc(p, size)
+    if q == NULL:
+        raise MemoryError("backward: out of memory")
+    return q
 
 
 def eager_backward(Value root not None):
-    """Value.backward(): the compiled reverse sweep over an unfused tape."""
-    _lower(root, False, False)
+    """Value.backward(): the compiled reverse sweep over an unfused program."""
+    global _eager_order, _eager_order_cap
+    cdef Py_ssize_t N, L = 0, i
+    cdef int leaf_slot = 0, slot, instr = 0
+    cdef Value v
+    cdef Tape t
+    N = _topological_order(root, &_eager_order, &_eager_order_cap, &L)
+    _reserve_scratch(N)
+    t = _scratch
+    cdef PyObject** order = _eager_order
+    # One pass: slots (leaves 0..L-1, then the 1.0 slot, then instructions),
+    # the program, and the current values.  `index` now holds the slot.
+    slot = <int>L + 1
+    for i in range(N):
+        v = <Value>order[i]
+        if v.op == OP_LEAF:
+            v.index = leaf_slot
+            t.leaf_data[leaf_slot] = &v.dp
+            t.leaf_grad[leaf_slot] = &v.gp
+            t.val[leaf_slot] = v.dp[0]
+            leaf_slot += 1
+            continue
+        v.index = slot
+        t.op[instr] = v.op
+        t.out[instr] = slot
+        t.a[instr] = <int>v.a.index
+        t.b[instr] = <int>v.b.index if v.b is not None else 0
+        t.cst[instr] = v.c
+        t.val[slot] = v.dp[0]
+        instr += 1
+        slot += 1
+    t.n_instr = instr
+    t.n_leaves = <int>L
+    t.n_slots = slot
+    t.root_slot = <int>root.index
+    t._backward_sweep()
+    for i in range(N):
+        v = <Value>order[i]
+        if v.op != OP_LEAF:
+            v.gp[0] = t.grad[v.index]

@@ -336,6 +336,11 @@ cdef class Value:
 
     # -- arena support (private) ------------------------------------------
 
+    @property
+    def _home(self):
+        """The buffer holding this node's data and grad (None when inline)."""
+        return self.owner
+
     def _rehome(self, double[::1] data not None, double[::1] grad not None,
                 Py_ssize_t i, owner):
         """Move this leaf's data and grad into data[i], grad[i] (an arena).

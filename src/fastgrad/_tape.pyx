@@ -83,7 +83,9 @@ cdef Py_ssize_t _topological_order(Value root, PyObject*** order_ptr,
     cdef unsigned long long epoch = _epoch
     cdef Py_ssize_t sp = 0, n = 0, leaves = 0
     cdef PyObject** order = order_ptr[0]
-    cdef Value v, child
+    cdef PyObject* node
+    cdef PyObject* child
+    cdef PyObject* none = <PyObject*>None
     if _stack == NULL:
         _stack = <Frame*>PyMem_Malloc(256 * sizeof(Frame))
         if _stack == NULL:
@@ -101,22 +103,26 @@ cdef Py_ssize_t _topological_order(Value root, PyObject*** order_ptr,
     _stack[0].node = <PyObject*>root
     _stack[0].next_child = 0
     sp = 1
+    # Raw pointers, no reference counting: the root keeps the graph alive and
+    # nothing in this loop can run Python code.
     while sp > 0:
-        v = <Value>_stack[sp - 1].node
-        child = None
-        if v.op != OP_LEAF:
+        node = _stack[sp - 1].node
+        child = NULL
+        if _vop(node) != OP_LEAF:
             if _stack[sp - 1].next_child == 0:
                 _stack[sp - 1].next_child = 1
-                child = v.a
+                child = _va(node)
             elif _stack[sp - 1].next_child == 1:
                 _stack[sp - 1].next_child = 2
-                child = v.b
-        if child is not None:
-            if child.mark != epoch:
-                child.mark = epoch
+                child = _vb(node)
+                if child == none:
+                    child = NULL
+        if child != NULL:
+            if (<Value>child).mark != epoch:
+                (<Value>child).mark = epoch
                 if sp == _stack_cap:
                     _stack = <Frame*>_grow(_stack, &_stack_cap, sizeof(Frame))
-                _stack[sp].node = <PyObject*>child
+                _stack[sp].node = child
                 _stack[sp].next_child = 0
                 sp += 1
             continue
@@ -127,13 +133,25 @@ cdef Py_ssize_t _topological_order(Value root, PyObject*** order_ptr,
                     f"lowering: the graph has more than {MAX_NODES} nodes")
             order = <PyObject**>_grow(order, order_cap, sizeof(PyObject*))
             order_ptr[0] = order
-        if v.op == OP_LEAF:
+        if _vop(node) == OP_LEAF:
             leaves += 1
-        v.index = n
-        order[n] = <PyObject*>v
+        (<Value>node).index = n
+        order[n] = node
         n += 1
     n_leaves[0] = leaves
     return n
+
+
+cdef inline int _vop(PyObject* p) noexcept:
+    return (<Value>p).op
+
+
+cdef inline PyObject* _va(PyObject* p) noexcept:
+    return <PyObject*>(<Value>p).a
+
+
+cdef inline PyObject* _vb(PyObject* p) noexcept:
+    return <PyObject*>(<Value>p).b
 
 
 cdef inline Value _at(PyObject** order, Py_ssize_t i):
@@ -715,7 +733,9 @@ def eager_backward(Value root not None):
     global _eager_order, _eager_order_cap
     cdef Py_ssize_t N, L = 0, i
     cdef int leaf_slot = 0, slot, instr = 0
-    cdef Value v
+    cdef PyObject* p
+    cdef PyObject* q
+    cdef PyObject* none = <PyObject*>None
     cdef Tape t
     N = _topological_order(root, &_eager_order, &_eager_order_cap, &L)
     _reserve_scratch(N)
@@ -725,21 +745,22 @@ def eager_backward(Value root not None):
     # the program, and the current values.  `index` now holds the slot.
     slot = <int>L + 1
     for i in range(N):
-        v = <Value>order[i]
-        if v.op == OP_LEAF:
-            v.index = leaf_slot
-            t.leaf_data[leaf_slot] = &v.dp
-            t.leaf_grad[leaf_slot] = &v.gp
-            t.val[leaf_slot] = v.dp[0]
+        p = order[i]
+        if _vop(p) == OP_LEAF:
+            (<Value>p).index = leaf_slot
+            t.leaf_data[leaf_slot] = &(<Value>p).dp
+            t.leaf_grad[leaf_slot] = &(<Value>p).gp
+            t.val[leaf_slot] = (<Value>p).dp[0]
             leaf_slot += 1
             continue
-        v.index = slot
-        t.op[instr] = v.op
+        (<Value>p).index = slot
+        t.op[instr] = _vop(p)
         t.out[instr] = slot
-        t.a[instr] = <int>v.a.index
-        t.b[instr] = <int>v.b.index if v.b is not None else 0
-        t.cst[instr] = v.c
-        t.val[slot] = v.dp[0]
+        t.a[instr] = <int>(<Value>_va(p)).index
+        q = _vb(p)
+        t.b[instr] = <int>(<Value>q).index if q != none else 0
+        t.cst[instr] = (<Value>p).c
+        t.val[slot] = (<Value>p).dp[0]
         instr += 1
         slot += 1
     t.n_instr = instr
@@ -748,6 +769,6 @@ def eager_backward(Value root not None):
     t.root_slot = <int>root.index
     t._backward_sweep()
     for i in range(N):
-        v = <Value>order[i]
-        if v.op != OP_LEAF:
-            v.gp[0] = t.grad[v.index]
+        p = order[i]
+        if _vop(p) != OP_LEAF:
+            (<Value>p).gp[0] = t.grad[(<Value>p).index]

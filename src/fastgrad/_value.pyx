@@ -106,6 +106,7 @@ cdef Value _pow(Value a, Value b, double c, bint const_exponent):
 
 
 @cython.no_gc
+@cython.freelist(131072)
 @cython.trashcan(True)
 @cython.final
 cdef class Value:

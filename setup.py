@@ -48,7 +48,7 @@ extensions = [
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
-    for name in ("_value", "_tape")
+    for name in ("_value", "_tape", "_kernels", "_blas")
 ]
 
 setup(

@@ -7,7 +7,7 @@
 # inline, noexcept and nogil.  Domain errors are not raised here: they give
 # IEEE inf/nan, and the eager layer checks before it calls a forward kernel.
 
-from libc.math cimport exp, log, pow, tanh
+from libc.math cimport exp, fabs, log, pow, tanh
 
 
 # add: out = a + b
@@ -132,6 +132,121 @@ cdef inline void sigmoid_backward(double out, double g, double* ga) noexcept nog
     ga[0] += out * (1.0 - out) * g
 
 
+# abs: out = |a|
+cdef inline double abs_forward(double a) noexcept nogil:
+    return fabs(a)
+
+cdef inline void abs_backward(double a, double g, double* ga) noexcept nogil:
+    # sign(a) * g, with sign(0) = 0 (PyTorch's choice); nan propagates.
+    if a > 0.0:
+        ga[0] += g
+    elif a < 0.0:
+        ga[0] -= g
+    elif a != a:
+        ga[0] += a
+
+
 # dot (made by lowering): out = a + sum_k x_k * y_k, accumulated left to right
 # exactly as the chain of additions it replaces.  Its backward is written out
 # in the tape sweep, pair by pair, with mul_backward and add_backward.
+
+
+# ---------------------------------------------------------------------------
+# Array kernels (defined in _kernels.pyx), for tensors on the tape.
+#
+# Layout: every array a kernel reads or writes is C-contiguous.  Broadcasting
+# is described by an iteration shape (at most MAX_DIMS dimensions, already
+# simplified by lowering) and, per operand, element strides over that shape:
+# 0 along a broadcast dimension.  A backward kernel walks the same shape and
+# accumulates into an operand's gradient through that operand's strides, so
+# the sum over broadcast dimensions happens by itself.  A NULL gradient
+# pointer means "this operand needs no gradient": skipped.
+
+from cython cimport floating
+from libc.stdint cimport int64_t
+
+cdef enum:
+    MAX_DIMS = 8
+
+# out = a (op) b, for the binary elementwise opcodes (add, sub, mul,
+# truediv, pow).
+cdef void binary_forward(int op, int ndim, const Py_ssize_t* shape,
+                         const floating* a, const Py_ssize_t* sa,   # IN
+                         const floating* b, const Py_ssize_t* sb,   # IN
+                         floating* out,                             # OUT
+                         double c) noexcept nogil
+
+cdef void binary_backward(int op, int ndim, const Py_ssize_t* shape,
+                          const floating* a, const Py_ssize_t* sa,  # IN
+                          const floating* b, const Py_ssize_t* sb,  # IN
+                          const floating* out, const floating* gout,  # IN
+                          floating* ga, floating* gb,               # INOUT
+                          double c) noexcept nogil
+
+# out = f(a) elementwise over n contiguous elements (neg, relu, tanh, exp,
+# log, sigmoid, abs, pow_const with exponent c).
+cdef void unary_forward(int op, Py_ssize_t n, const floating* a,   # IN
+                        floating* out, double c) noexcept nogil    # OUT
+
+cdef void unary_backward(int op, Py_ssize_t n, const floating* a,
+                         const floating* out, const floating* gout,  # IN
+                         floating* ga, double c) noexcept nogil      # INOUT
+
+# Reductions over the input's iteration shape; `so` are the output's strides
+# over that shape (0 along reduced axes).  out is overwritten.
+cdef void sum_forward(int ndim, const Py_ssize_t* shape,
+                      const floating* a,                            # IN
+                      floating* out, const Py_ssize_t* so,          # OUT
+                      Py_ssize_t n_out) noexcept nogil
+cdef void sum_backward(int ndim, const Py_ssize_t* shape,
+                       const floating* gout, const Py_ssize_t* so,  # IN
+                       floating* ga) noexcept nogil                 # INOUT
+cdef void max_forward(int ndim, const Py_ssize_t* shape,
+                      const floating* a,                            # IN
+                      floating* out, const Py_ssize_t* so,          # OUT
+                      Py_ssize_t n_out) noexcept nogil
+# count: scratch of n_out entries (ties per output element).
+cdef void max_backward(int ndim, const Py_ssize_t* shape,
+                       const floating* a, const floating* out,
+                       const floating* gout, const Py_ssize_t* so,  # IN
+                       floating* ga,                                # INOUT
+                       floating* count, Py_ssize_t n_out) noexcept nogil
+
+# Strided gather: out[i] = a[offset + Σ idx_d * sa_d] over `shape` (used by
+# transpose and basic indexing); scatter is its adjoint (accumulates).
+cdef void gather(int ndim, const Py_ssize_t* shape,
+                 const floating* a, Py_ssize_t offset, const Py_ssize_t* sa,  # IN
+                 floating* out) noexcept nogil                              # OUT
+cdef void scatter_add(int ndim, const Py_ssize_t* shape,
+                      const floating* gout,                                 # IN
+                      floating* ga, Py_ssize_t offset,
+                      const Py_ssize_t* sa) noexcept nogil                  # INOUT
+
+# Row-wise log-softmax over rows x cols (the axis is the last, contiguous).
+cdef void log_softmax_forward(Py_ssize_t rows, Py_ssize_t cols,
+                              const floating* a, floating* out) noexcept nogil
+cdef void log_softmax_backward(Py_ssize_t rows, Py_ssize_t cols,
+                               const floating* out, const floating* gout,
+                               floating* ga) noexcept nogil
+
+# Cross-entropy of logits (rows x cols) against integer targets (validated
+# in range when the tape runs them: out-of-range targets make the kernel
+# return the first bad row, >= 0, without reading out of bounds; -1 = ok).
+# reduction: 0 none (out has rows entries), 1 mean, 2 sum (out has 1).
+# prob: scratch rows x cols, the softmax, kept for the backward.
+cdef Py_ssize_t cross_entropy_forward(Py_ssize_t rows, Py_ssize_t cols,
+                                      const floating* logits,
+                                      const int64_t* targets,
+                                      floating* prob, floating* out,
+                                      int reduction) noexcept nogil
+cdef void cross_entropy_backward(Py_ssize_t rows, Py_ssize_t cols,
+                                 const floating* prob,
+                                 const int64_t* targets,
+                                 const floating* gout,
+                                 floating* glogits, int reduction) noexcept nogil
+
+# Elementwise dtype conversion and its adjoint.
+cdef void cast_forward_f32_f64(Py_ssize_t n, const float* a, double* out) noexcept nogil
+cdef void cast_backward_f32_f64(Py_ssize_t n, const double* gout, float* ga) noexcept nogil
+cdef void cast_forward_f64_f32(Py_ssize_t n, const double* a, float* out) noexcept nogil
+cdef void cast_backward_f64_f32(Py_ssize_t n, const float* gout, double* ga) noexcept nogil

@@ -60,6 +60,20 @@ OPS: tuple[Op, ...] = (
     # out = a + Σ x_k·y_k, evaluated left to right in the order the graph
     # added the terms (so it rounds exactly as the unfused chain does).
     Op("dot", 13, -1, "dot", "d/da = 1, d/dx_k = y_k, d/dy_k = x_k", None),
+    # Tensor ops (arrays on the tape; elementwise ops above broadcast).
+    Op("abs", 14, 1, "abs", "d/da = sign(a)", None),
+    Op("matmul", 15, 2, "@", "dL/dA = dL/dY · Bᵀ, dL/dB = Aᵀ · dL/dY", None),
+    Op("sum", 16, 1, "sum", "d/da = 1 (broadcast back over the summed axes)", None),
+    Op("max", 17, 1, "max",
+       "d/da = 1 where a equals the max (shared equally among ties), else 0", None),
+    Op("reshape", 18, 1, "reshape", "dL/da = reshape(dL/dout, a.shape)", None),
+    Op("transpose", 19, 1, "transpose", "dL/da = transpose(dL/dout, inverse axes)", None),
+    Op("getitem", 20, 1, "[]", "dL/da = dL/dout scattered into a's shape (zero elsewhere)", None),
+    Op("cast", 21, 1, "cast", "dL/da = cast(dL/dout, a.dtype)", None),
+    Op("log_softmax", 22, 1, "log_softmax",
+       "dL/da = dL/dout - softmax(a) · Σ dL/dout (along the axis)", None),
+    Op("cross_entropy", 23, 2, "cross_entropy",
+       "dL/dlogits = (softmax(logits) - onehot(targets)) · dL/dout", None),
 )
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPS}

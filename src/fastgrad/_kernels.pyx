@@ -1,0 +1,431 @@
+"""Array kernels for tensors on the tape (declared in _kernels.pxd).
+
+Elementwise kernels apply the scalar kernel pairs of _kernels.pxd to every
+element, so an op's arithmetic is written once for scalars and arrays alike.
+Arithmetic is done in double and rounded to the array's dtype.
+"""
+
+cimport cython
+from libc.math cimport exp, log, INFINITY
+from libc.string cimport memset
+from libc.stdint cimport int64_t
+
+include "_opcodes.pxi"
+
+
+# -- iteration ---------------------------------------------------------------
+
+cdef inline void _next2(int ndim, const Py_ssize_t* shape, Py_ssize_t* idx,
+                        const Py_ssize_t* s1, Py_ssize_t* o1,
+                        const Py_ssize_t* s2, Py_ssize_t* o2) noexcept nogil:
+    """Advance a multi-index over the outer dimensions [0, ndim-1)."""
+    cdef int d = ndim - 2
+    while d >= 0:
+        idx[d] += 1
+        o1[0] += s1[d]
+        o2[0] += s2[d]
+        if idx[d] < shape[d]:
+            return
+        o1[0] -= s1[d] * shape[d]
+        o2[0] -= s2[d] * shape[d]
+        idx[d] = 0
+        d -= 1
+
+
+cdef inline Py_ssize_t _outer(int ndim, const Py_ssize_t* shape,
+                              Py_ssize_t* idx) noexcept nogil:
+    cdef Py_ssize_t n = 1
+    cdef int d
+    for d in range(ndim - 1):
+        n *= shape[d]
+        idx[d] = 0
+    return n
+
+
+# -- elementwise binary ----------------------------------------------------------
+
+cdef inline void _binary_row(int op, Py_ssize_t n,
+                             const floating* a, Py_ssize_t ia,
+                             const floating* b, Py_ssize_t ib,
+                             floating* out) noexcept nogil:
+    cdef Py_ssize_t j
+    if op == OP_ADD:
+        for j in range(n):
+            out[j] = <floating>add_forward(a[j * ia], b[j * ib])
+    elif op == OP_MUL:
+        for j in range(n):
+            out[j] = <floating>mul_forward(a[j * ia], b[j * ib])
+    elif op == OP_SUB:
+        for j in range(n):
+            out[j] = <floating>sub_forward(a[j * ia], b[j * ib])
+    elif op == OP_TRUEDIV:
+        for j in range(n):
+            out[j] = <floating>truediv_forward(a[j * ia], b[j * ib])
+    elif op == OP_POW:
+        for j in range(n):
+            out[j] = <floating>pow_forward(a[j * ia], b[j * ib])
+
+
+cdef void binary_forward(int op, int ndim, const Py_ssize_t* shape,
+                         const floating* a, const Py_ssize_t* sa,
+                         const floating* b, const Py_ssize_t* sb,
+                         floating* out, double c) noexcept nogil:
+    cdef Py_ssize_t idx[MAX_DIMS]
+    cdef Py_ssize_t outer = _outer(ndim, shape, idx)
+    cdef Py_ssize_t inner = shape[ndim - 1]
+    cdef Py_ssize_t oa = 0, ob = 0, o = 0, t
+    if inner == 0:
+        return
+    for t in range(outer):
+        _binary_row(op, inner, a + oa, sa[ndim - 1], b + ob, sb[ndim - 1], out + o)
+        o += inner
+        _next2(ndim, shape, idx, sa, &oa, sb, &ob)
+
+
+cdef void binary_backward(int op, int ndim, const Py_ssize_t* shape,
+                          const floating* a, const Py_ssize_t* sa,
+                          const floating* b, const Py_ssize_t* sb,
+                          const floating* out, const floating* gout,
+                          floating* ga, floating* gb, double c) noexcept nogil:
+    cdef Py_ssize_t idx[MAX_DIMS]
+    cdef Py_ssize_t outer = _outer(ndim, shape, idx)
+    cdef Py_ssize_t inner = shape[ndim - 1]
+    cdef Py_ssize_t ia = sa[ndim - 1], ib = sb[ndim - 1]
+    cdef Py_ssize_t oa = 0, ob = 0, o = 0, t, j, pa, pb
+    cdef double da, db, g
+    if inner == 0:
+        return
+    for t in range(outer):
+        for j in range(inner):
+            da = 0.0
+            db = 0.0
+            g = gout[o + j]
+            pa = oa + j * ia
+            pb = ob + j * ib
+            if op == OP_ADD:
+                add_backward(g, &da, &db)
+            elif op == OP_MUL:
+                mul_backward(a[pa], b[pb], g, &da, &db)
+            elif op == OP_SUB:
+                sub_backward(g, &da, &db)
+            elif op == OP_TRUEDIV:
+                truediv_backward(a[pa], b[pb], g, &da, &db)
+            elif op == OP_POW:
+                pow_backward(a[pa], b[pb], out[o + j], g, &da, &db)
+            if ga != NULL:
+                ga[pa] += <floating>da
+            if gb != NULL:
+                gb[pb] += <floating>db
+        o += inner
+        _next2(ndim, shape, idx, sa, &oa, sb, &ob)
+
+
+# -- elementwise unary -----------------------------------------------------------
+
+cdef void unary_forward(int op, Py_ssize_t n, const floating* a,
+                        floating* out, double c) noexcept nogil:
+    cdef Py_ssize_t j
+    if op == OP_RELU:
+        for j in range(n):
+            out[j] = <floating>relu_forward(a[j])
+    elif op == OP_TANH:
+        for j in range(n):
+            out[j] = <floating>tanh_forward(a[j])
+    elif op == OP_EXP:
+        for j in range(n):
+            out[j] = <floating>exp_forward(a[j])
+    elif op == OP_LOG:
+        for j in range(n):
+            out[j] = <floating>log_forward(a[j])
+    elif op == OP_SIGMOID:
+        for j in range(n):
+            out[j] = <floating>sigmoid_forward(a[j])
+    elif op == OP_NEG:
+        for j in range(n):
+            out[j] = <floating>neg_forward(a[j])
+    elif op == OP_ABS:
+        for j in range(n):
+            out[j] = <floating>abs_forward(a[j])
+    elif op == OP_POW_CONST:
+        for j in range(n):
+            out[j] = <floating>pow_const_forward(a[j], c)
+
+
+cdef void unary_backward(int op, Py_ssize_t n, const floating* a,
+                         const floating* out, const floating* gout,
+                         floating* ga, double c) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double d
+    for j in range(n):
+        d = 0.0
+        if op == OP_RELU:
+            relu_backward(out[j], gout[j], &d)
+        elif op == OP_TANH:
+            tanh_backward(out[j], gout[j], &d)
+        elif op == OP_EXP:
+            exp_backward(out[j], gout[j], &d)
+        elif op == OP_LOG:
+            log_backward(a[j], gout[j], &d)
+        elif op == OP_SIGMOID:
+            sigmoid_backward(out[j], gout[j], &d)
+        elif op == OP_NEG:
+            neg_backward(gout[j], &d)
+        elif op == OP_ABS:
+            abs_backward(a[j], gout[j], &d)
+        elif op == OP_POW_CONST:
+            pow_const_backward(a[j], c, gout[j], &d)
+        ga[j] += <floating>d
+
+
+# -- reductions ---------------------------------------------------------------------
+
+cdef void sum_forward(int ndim, const Py_ssize_t* shape, const floating* a,
+                      floating* out, const Py_ssize_t* so,
+                      Py_ssize_t n_out) noexcept nogil:
+    cdef Py_ssize_t idx[MAX_DIMS]
+    cdef Py_ssize_t zero[MAX_DIMS]
+    cdef Py_ssize_t outer = _outer(ndim, shape, idx)
+    cdef Py_ssize_t inner = shape[ndim - 1], io = so[ndim - 1]
+    cdef Py_ssize_t i = 0, oo = 0, dummy = 0, t, j
+    cdef double acc
+    memset(out, 0, n_out * sizeof(floating))
+    memset(zero, 0, sizeof(zero))
+    if inner == 0:
+        return
+    for t in range(outer):
+        if io == 0:
+            acc = out[oo]
+            for j in range(inner):
+                acc += a[i + j]
+            out[oo] = <floating>acc
+        else:
+            for j in range(inner):
+                out[oo + j * io] += a[i + j]
+        i += inner
+        _next2(ndim, shape, idx, so, &oo, zero, &dummy)
+
+
+cdef void sum_backward(int ndim, const Py_ssize_t* shape,
+                       const floating* gout, const Py_ssize_t* so,
+                       floating* ga) noexcept nogil:
+    cdef Py_ssize_t idx[MAX_DIMS]
+    cdef Py_ssize_t zero[MAX_DIMS]
+    cdef Py_ssize_t outer = _outer(ndim, shape, idx)
+    cdef Py_ssize_t inner = shape[ndim - 1], io = so[ndim - 1]
+    cdef Py_ssize_t i = 0, oo = 0, dummy = 0, t, j
+    memset(zero, 0, sizeof(zero))
+    if inner == 0:
+        return
+    for t in range(outer):
+        for j in range(inner):
+            ga[i + j] += gout[oo + j * io]
+        i += inner
+        _next2(ndim, shape, idx, so, &oo, zero, &dummy)
+
+
+cdef void max_forward(int ndim, const Py_ssize_t* shape, const floating* a,
+                      floating* out, const Py_ssize_t* so,
+                      Py_ssize_t n_out) noexcept nogil:
+    cdef Py_ssize_t idx[MAX_DIMS]
+    cdef Py_ssize_t zero[MAX_DIMS]
+    cdef Py_ssize_t outer = _outer(ndim, shape, idx)
+    cdef Py_ssize_t inner = shape[ndim - 1], io = so[ndim - 1]
+    cdef Py_ssize_t i = 0, oo = 0, dummy = 0, t, j, k
+    cdef floating x, m
+    memset(zero, 0, sizeof(zero))
+    for k in range(n_out):
+        out[k] = -INFINITY
+    if inner == 0:
+        return
+    for t in range(outer):
+        for j in range(inner):
+            x = a[i + j]
+            k = oo + j * io
+            m = out[k]
+            # nan wins and stays, as in numpy.max
+            if m == m and (x > m or x != x):
+                out[k] = x
+        i += inner
+        _next2(ndim, shape, idx, so, &oo, zero, &dummy)
+
+
+cdef void max_backward(int ndim, const Py_ssize_t* shape, const floating* a,
+                       const floating* out, const floating* gout,
+                       const Py_ssize_t* so, floating* ga,
+                       floating* count, Py_ssize_t n_out) noexcept nogil:
+    cdef Py_ssize_t idx[MAX_DIMS]
+    cdef Py_ssize_t zero[MAX_DIMS]
+    cdef Py_ssize_t outer = _outer(ndim, shape, idx)
+    cdef Py_ssize_t inner = shape[ndim - 1], io = so[ndim - 1]
+    cdef Py_ssize_t i = 0, oo = 0, dummy = 0, t, j, k
+    memset(zero, 0, sizeof(zero))
+    memset(count, 0, n_out * sizeof(floating))
+    if inner == 0:
+        return
+    for t in range(outer):
+        for j in range(inner):
+            k = oo + j * io
+            if a[i + j] == out[k]:
+                count[k] += 1
+        i += inner
+        _next2(ndim, shape, idx, so, &oo, zero, &dummy)
+    i = 0
+    oo = 0
+    _outer(ndim, shape, idx)
+    for t in range(outer):
+        for j in range(inner):
+            k = oo + j * io
+            if a[i + j] == out[k]:
+                ga[i + j] += gout[k] / count[k]
+        i += inner
+        _next2(ndim, shape, idx, so, &oo, zero, &dummy)
+
+
+# -- data movement ------------------------------------------------------------------
+
+cdef void gather(int ndim, const Py_ssize_t* shape, const floating* a,
+                 Py_ssize_t offset, const Py_ssize_t* sa,
+                 floating* out) noexcept nogil:
+    cdef Py_ssize_t idx[MAX_DIMS]
+    cdef Py_ssize_t zero[MAX_DIMS]
+    cdef Py_ssize_t outer = _outer(ndim, shape, idx)
+    cdef Py_ssize_t inner = shape[ndim - 1], ia = sa[ndim - 1]
+    cdef Py_ssize_t o = 0, oa = offset, dummy = 0, t, j
+    memset(zero, 0, sizeof(zero))
+    if inner == 0:
+        return
+    for t in range(outer):
+        for j in range(inner):
+            out[o + j] = a[oa + j * ia]
+        o += inner
+        _next2(ndim, shape, idx, sa, &oa, zero, &dummy)
+
+
+cdef void scatter_add(int ndim, const Py_ssize_t* shape, const floating* gout,
+                      floating* ga, Py_ssize_t offset,
+                      const Py_ssize_t* sa) noexcept nogil:
+    cdef Py_ssize_t idx[MAX_DIMS]
+    cdef Py_ssize_t zero[MAX_DIMS]
+    cdef Py_ssize_t outer = _outer(ndim, shape, idx)
+    cdef Py_ssize_t inner = shape[ndim - 1], ia = sa[ndim - 1]
+    cdef Py_ssize_t o = 0, oa = offset, dummy = 0, t, j
+    memset(zero, 0, sizeof(zero))
+    if inner == 0:
+        return
+    for t in range(outer):
+        for j in range(inner):
+            ga[oa + j * ia] += gout[o + j]
+        o += inner
+        _next2(ndim, shape, idx, sa, &oa, zero, &dummy)
+
+
+# -- softmax family -------------------------------------------------------------------
+
+cdef inline double _row_logsumexp(Py_ssize_t cols, const floating* x) noexcept nogil:
+    cdef double m = -INFINITY, s = 0.0
+    cdef Py_ssize_t j
+    for j in range(cols):
+        if x[j] > m or x[j] != x[j]:
+            m = x[j]
+            if m != m:
+                return m
+    if m == -INFINITY or m == INFINITY:
+        return m
+    for j in range(cols):
+        s += exp(x[j] - m)
+    return m + log(s)
+
+
+cdef void log_softmax_forward(Py_ssize_t rows, Py_ssize_t cols,
+                              const floating* a, floating* out) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef double lse
+    for i in range(rows):
+        lse = _row_logsumexp(cols, a + i * cols)
+        for j in range(cols):
+            out[i * cols + j] = <floating>(a[i * cols + j] - lse)
+
+
+cdef void log_softmax_backward(Py_ssize_t rows, Py_ssize_t cols,
+                               const floating* out, const floating* gout,
+                               floating* ga) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef double s
+    for i in range(rows):
+        s = 0.0
+        for j in range(cols):
+            s += gout[i * cols + j]
+        for j in range(cols):
+            ga[i * cols + j] += <floating>(gout[i * cols + j] - exp(out[i * cols + j]) * s)
+
+
+cdef Py_ssize_t cross_entropy_forward(Py_ssize_t rows, Py_ssize_t cols,
+                                      const floating* logits,
+                                      const int64_t* targets,
+                                      floating* prob, floating* out,
+                                      int reduction) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef int64_t t
+    cdef double lse, total = 0.0, loss
+    for i in range(rows):
+        t = targets[i]
+        if t < 0 or t >= cols:
+            return i
+    for i in range(rows):
+        lse = _row_logsumexp(cols, logits + i * cols)
+        for j in range(cols):
+            prob[i * cols + j] = <floating>exp(logits[i * cols + j] - lse)
+        loss = lse - logits[i * cols + targets[i]]
+        if reduction == 0:
+            out[i] = <floating>loss
+        else:
+            total += loss
+    if reduction == 1:
+        out[0] = <floating>(total / rows) if rows else <floating>(0.0 * INFINITY)
+    elif reduction == 2:
+        out[0] = <floating>total
+    return -1
+
+
+cdef void cross_entropy_backward(Py_ssize_t rows, Py_ssize_t cols,
+                                 const floating* prob, const int64_t* targets,
+                                 const floating* gout, floating* glogits,
+                                 int reduction) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef double scale
+    for i in range(rows):
+        if reduction == 0:
+            scale = gout[i]
+        elif reduction == 1:
+            scale = gout[0] / rows
+        else:
+            scale = gout[0]
+        for j in range(cols):
+            glogits[i * cols + j] += <floating>(prob[i * cols + j] * scale)
+        glogits[i * cols + targets[i]] -= <floating>scale
+
+
+# -- dtype conversion -------------------------------------------------------------------
+
+cdef void cast_forward_f32_f64(Py_ssize_t n, const float* a, double* out) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j] = a[j]
+
+
+cdef void cast_backward_f32_f64(Py_ssize_t n, const double* gout, float* ga) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        ga[j] += <float>gout[j]
+
+
+cdef void cast_forward_f64_f32(Py_ssize_t n, const double* a, float* out) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        out[j] = <float>a[j]
+
+
+cdef void cast_backward_f64_f32(Py_ssize_t n, const float* gout, double* ga) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        ga[j] += gout[j]

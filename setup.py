@@ -10,6 +10,7 @@ import runpy
 import sys
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -47,8 +48,9 @@ extensions = [
         [f"src/fastgrad/{name}.pyx"],
         extra_compile_args=compile_args,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        include_dirs=[numpy.get_include()],
     )
-    for name in ("_value", "_tape", "_kernels", "_blas")
+    for name in ("_value", "_tape", "_kernels", "_blas", "_atape")
 ]
 
 setup(

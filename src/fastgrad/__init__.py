@@ -1,13 +1,21 @@
 """fastgrad: reverse-mode automatic differentiation with a compiled hot path.
 
-Build a graph with micrograd-style scalars (:class:`Value`), lower it once to
-a flat tape (:func:`lower`), and replay the tape's compiled forward and
-backward sweeps step after step.
+Build a graph with micrograd-style scalars (:class:`Value`) or numpy-backed
+tensors (:class:`Tensor`), lower it once to a flat tape (:func:`lower`), and
+replay the tape's compiled forward and backward sweeps step after step.
 """
 
 from fastgrad._version import __version__
 from fastgrad._value import Value
 from fastgrad._tape import Tape
+from fastgrad._atape import ArrayTape
+from fastgrad.tensor import (
+    Tensor, full, is_grad_enabled, no_grad, ones, randn, tensor, zeros,
+)
 from fastgrad.lower import lower
 
-__all__ = ["__version__", "Value", "Tape", "lower"]
+__all__ = [
+    "__version__", "Value", "Tape", "ArrayTape", "lower",
+    "Tensor", "tensor", "zeros", "ones", "full", "randn", "no_grad",
+    "is_grad_enabled",
+]

@@ -1,27 +1,164 @@
-"""Lowering: turn the graph below a root into a replayable Tape."""
+"""Lowering: turn the graph below a root into a replayable tape.
+
+Scalar graphs (fastgrad.Value) lower to a Tape (compiled in _tape.pyx);
+tensor graphs (fastgrad.Tensor) lower to an ArrayTape (_atape.pyx).  Both
+order the graph without recursion, validate once, plan every buffer, and
+then replay with no Python work per instruction.
+"""
 
 from __future__ import annotations
 
+from typing import Union
+
+import numpy as np
+
+from fastgrad._atape import DTYPE_CODES, ArrayTape
 from fastgrad._tape import Tape, lower_scalar
 from fastgrad._value import Value
+from fastgrad.ops import BY_NAME, BY_OPCODE
+from fastgrad.tensor import Tensor
 
-__all__ = ["lower", "Tape"]
+__all__ = ["lower", "Tape", "ArrayTape"]
+
+_LEAF = BY_NAME["leaf"].opcode
 
 
-def lower(root: Value, *, fuse: bool = True) -> Tape:
+def lower(root: Union[Value, Tensor], *, fuse: bool = True) -> Union[Tape, ArrayTape]:
     """Lower the graph below ``root`` to a flat, compiled program.
 
     The graph is ordered without recursion (deep chains are fine), every
-    node is given a slot, and chains of additions of products -- a neuron's
-    ``sum(w*x, b)`` -- are fused into single ``dot`` instructions (pass
-    ``fuse=False`` to keep one instruction per node; results are bitwise the
-    same either way).
+    node gets a slot, and the returned tape replays it: ``tape.forward()``
+    reads the leaves' current data, ``tape.backward()`` accumulates into
+    their ``.grad``, ``tape.zero_grad()`` clears them.
 
-    The returned :class:`Tape` replays the graph: ``tape.forward()`` reads
-    the leaves' current data, ``tape.backward()`` accumulates into their
-    ``.grad``, ``tape.zero_grad()`` clears them.
+    For scalar graphs, chains of additions of products -- a neuron's
+    ``sum(w*x, b)`` -- are fused into single ``dot`` instructions (``fuse=False``
+    keeps one instruction per node; results are bitwise the same).
     """
     if isinstance(root, Value):
         return lower_scalar(root, fuse)
+    if isinstance(root, Tensor):
+        return lower_tensor(root)
     raise TypeError(
-        f"lower: expected a fastgrad Value as the root, got {type(root).__name__}")
+        f"lower: expected a fastgrad Value or Tensor as the root, got {type(root).__name__}")
+
+
+def topological_order(root: Tensor) -> list[Tensor]:
+    """Nodes below root, inputs before the nodes that use them (iterative DFS)."""
+    order: list[Tensor] = []
+    seen = {id(root)}
+    stack = [(root, 0)]
+    while stack:
+        node, i = stack[-1]
+        inputs = node._inputs
+        if i < len(inputs):
+            stack[-1] = (node, i + 1)
+            child = inputs[i]
+            if id(child) not in seen:
+                seen.add(id(child))
+                stack.append((child, 0))
+        else:
+            stack.pop()
+            order.append(node)
+    return order
+
+
+def lower_tensor(root: Tensor) -> ArrayTape:
+    """Plan buffers and emit the array program for the graph below root."""
+    order = topological_order(root)
+    slot_of: dict[int, int] = {}
+    needs_grad: list[bool] = []
+    for i, node in enumerate(order):
+        slot_of[id(node)] = i
+        if node._op == _LEAF:
+            needs_grad.append(bool(node.requires_grad))
+        else:
+            needs_grad.append(any(needs_grad[slot_of[id(x)]] for x in node._inputs))
+
+    # One value arena and one grad arena per dtype for the intermediates;
+    # each slot is a view.  Scratch regions (softmax, tie counts) are extra
+    # slots after the nodes.
+    sizes: dict[np.dtype, int] = {}
+    grad_sizes: dict[np.dtype, int] = {}
+    n_nodes = len(order)
+    scratch_slots: list[tuple[int, np.dtype, int]] = []  # (node index, dtype, size)
+    for i, node in enumerate(order):
+        if node._op == _LEAF:
+            continue
+        dt = node.dtype
+        sizes[dt] = sizes.get(dt, 0) + node.size
+        if needs_grad[i]:
+            grad_sizes[dt] = grad_sizes.get(dt, 0) + node.size
+        plan = node._attrs[-1]
+        if plan.scratch:
+            scratch_slots.append((i, dt, plan.scratch))
+            sizes[dt] = sizes.get(dt, 0) + plan.scratch
+    arenas = {dt: np.zeros(n, dtype=dt) for dt, n in sizes.items()}
+    grad_arenas = {dt: np.zeros(n, dtype=dt) for dt, n in grad_sizes.items()}
+    used = dict.fromkeys(arenas, 0)
+    grad_used = dict.fromkeys(grad_arenas, 0)
+
+    def take(pool, use, dt, n, shape):
+        start = use[dt]
+        use[dt] = start + n
+        return pool[dt][start:start + n].reshape(shape)
+
+    slot_values: list = [None] * (n_nodes + len(scratch_slots))
+    slot_grads: list = [None] * (n_nodes + len(scratch_slots))
+    slot_bytes: list[int] = [0] * (n_nodes + len(scratch_slots))
+    leaf_slots, leaf_tensors, leaf_needs = [], [], []
+    for i, node in enumerate(order):
+        slot_bytes[i] = node._data.nbytes
+        if node._op == _LEAF:
+            leaf_slots.append(i)
+            leaf_tensors.append(node)
+            leaf_needs.append(needs_grad[i])
+            continue
+        dt = node.dtype
+        value = take(arenas, used, dt, node.size, node.shape)
+        value[...] = node._data
+        # The node's data now lives on the tape: forward() updates it.
+        node._data = value
+        slot_values[i] = value
+        if needs_grad[i]:
+            grad = take(grad_arenas, grad_used, dt, node.size, node.shape)
+            slot_grads[i] = grad
+            node.grad = grad
+    scratch_of: dict[int, int] = {}
+    for j, (i, dt, n) in enumerate(scratch_slots):
+        s = n_nodes + j
+        slot_values[s] = take(arenas, used, dt, n, (n,))
+        eager_scratch = order[i]._attrs[-2]
+        if eager_scratch is not None:   # e.g. the softmax a backward needs
+            slot_values[s][...] = eager_scratch
+        slot_bytes[s] = n * dt.itemsize
+        scratch_of[i] = s
+
+    meta: list[int] = []
+    instrs = []
+    instr_node = []
+    for i, node in enumerate(order):
+        if node._op == _LEAF:
+            continue
+        plan = node._attrs[-1]
+        inputs = node._inputs
+        a = slot_of[id(inputs[0])]
+        b = slot_of[id(inputs[1])] if len(inputs) > 1 else -1
+        offset = len(meta)
+        meta.extend(int(m) for m in plan.meta)
+        instrs.append((node._op, DTYPE_CODES[node.dtype], i, a, b,
+                       scratch_of.get(i, -1), offset, float(plan.c)))
+        instr_node.append(node)
+
+    tape = ArrayTape.__new__(ArrayTape)
+    tape._build(instrs, meta, slot_values, slot_grads, slot_bytes, leaf_slots,
+                leaf_tensors, leaf_needs, (arenas, grad_arenas), n_nodes - 1)
+    tape.root = root
+    tape.nodes = order
+    tape.node_slot = slot_of
+    tape.instr_node = instr_node
+    return tape
+
+
+def _symbol(op: int) -> str:
+    return BY_OPCODE[op].symbol

@@ -1,0 +1,506 @@
+"""The compiled tape for tensor graphs: array instructions and their sweeps.
+
+A program is an array of plain ``Instr`` records (opcode, kernel dtype,
+operand and output slots, an offset into one int64 metadata array holding
+shapes and strides, a number attribute) and, per slot, a value pointer and a
+gradient pointer.  Intermediate slots live in buffers the tape owns; leaf
+slots point at the leaf tensors' own arrays, refreshed (and their shapes
+checked) each time a sweep starts.  The sweeps are nogil loops that switch on
+the opcode and call the kernels of _kernels.pyx and _blas.pyx.
+
+Planning (shapes, strides, buffers) is done in Python by fastgrad.tensor and
+fastgrad.lower; this module only executes.  Eager tensor ops run a single
+instruction through the same executor, so eager values and replayed values
+are bitwise the same.
+"""
+
+cimport cython
+from cython cimport floating
+cimport numpy as cnp
+from cpython.mem cimport PyMem_Malloc, PyMem_Free
+from cpython.ref cimport PyObject
+from libc.math cimport isfinite
+from libc.stdint cimport int64_t
+from libc.string cimport memcpy, memset
+
+import numpy as np
+
+from fastgrad._kernels cimport (
+    binary_forward, binary_backward, unary_forward, unary_backward,
+    sum_forward, sum_backward, max_forward, max_backward, gather, scatter_add,
+    log_softmax_forward, log_softmax_backward, cross_entropy_forward,
+    cross_entropy_backward, cast_forward_f32_f64, cast_backward_f32_f64,
+    cast_forward_f64_f32, cast_backward_f64_f32,
+)
+from fastgrad._blas cimport gemm
+
+include "_opcodes.pxi"
+
+cnp.import_array()
+
+__all__ = ["ArrayTape", "eager_forward", "DTYPE_CODES"]
+
+# Kernel dtypes.  int64 appears only as data (class targets) and as the
+# source of a cast; no kernel computes in it.
+cdef enum:
+    F64 = 0
+    F32 = 1
+    I64 = 2
+
+DTYPE_CODES = {np.dtype(np.float64): F64, np.dtype(np.float32): F32,
+               np.dtype(np.int64): I64}
+
+
+cdef struct Instr:
+    int op
+    int dtype
+    int out
+    int a
+    int b
+    int scratch
+    Py_ssize_t meta
+    double c
+
+
+# -- one instruction ---------------------------------------------------------------
+
+cdef Py_ssize_t _forward_typed(Instr* ins, const Py_ssize_t* meta, char** vp,
+                               floating* dummy) noexcept nogil:
+    """Run one instruction forward.  Returns -1, or a bad row (cross-entropy)."""
+    cdef int op = ins.op
+    cdef floating* out = <floating*>vp[ins.out]
+    cdef floating* a = <floating*>vp[ins.a]
+    cdef floating* b = <floating*>vp[ins.b] if ins.b >= 0 else NULL
+    cdef const Py_ssize_t* m = meta + ins.meta
+    cdef int nd
+    cdef Py_ssize_t batch, i
+    if op == OP_ADD or op == OP_SUB or op == OP_MUL or op == OP_TRUEDIV or op == OP_POW:
+        nd = <int>m[0]
+        binary_forward(op, nd, m + 1, a, m + 1 + nd, b, m + 1 + 2 * nd, out, ins.c)
+    elif (op == OP_RELU or op == OP_TANH or op == OP_EXP or op == OP_LOG
+          or op == OP_SIGMOID or op == OP_NEG or op == OP_ABS or op == OP_POW_CONST):
+        unary_forward(op, m[0], a, out, ins.c)
+    elif op == OP_MATMUL:
+        # m: batch, rows, cols, inner, a batch stride, b batch stride
+        batch = m[0]
+        for i in range(batch):
+            gemm(False, False, <int>m[1], <int>m[2], <int>m[3], <floating>1,
+                 a + i * m[4], <int>m[3], b + i * m[5], <int>m[2],
+                 <floating>0, out + i * m[1] * m[2], <int>m[2])
+    elif op == OP_SUM:
+        nd = <int>m[0]
+        sum_forward(nd, m + 1, a, out, m + 1 + nd, m[1 + 2 * nd])
+    elif op == OP_MAX:
+        nd = <int>m[0]
+        max_forward(nd, m + 1, a, out, m + 1 + nd, m[1 + 2 * nd])
+    elif op == OP_RESHAPE:
+        if m[0]:
+            memcpy(out, a, m[0] * sizeof(floating))
+    elif op == OP_TRANSPOSE or op == OP_GETITEM:
+        nd = <int>m[0]
+        gather(nd, m + 1, a, m[1 + 2 * nd], m + 1 + nd, out)
+    elif op == OP_LOG_SOFTMAX:
+        log_softmax_forward(m[0], m[1], a, out)
+    elif op == OP_CROSS_ENTROPY:
+        return cross_entropy_forward(m[0], m[1], a, <int64_t*>vp[ins.b],
+                                     <floating*>vp[ins.scratch], out, <int>m[2])
+    return -1
+
+
+cdef void _backward_typed(Instr* ins, const Py_ssize_t* meta, char** vp,
+                          char** gp, floating* dummy) noexcept nogil:
+    cdef int op = ins.op
+    cdef floating* out = <floating*>vp[ins.out]
+    cdef floating* gout = <floating*>gp[ins.out]
+    cdef floating* a = <floating*>vp[ins.a]
+    cdef floating* ga = <floating*>gp[ins.a]
+    cdef floating* b = NULL
+    cdef floating* gb = NULL
+    cdef const Py_ssize_t* m = meta + ins.meta
+    cdef int nd
+    cdef Py_ssize_t batch, i
+    if ins.b >= 0:
+        b = <floating*>vp[ins.b]
+        gb = <floating*>gp[ins.b]
+    if gout == NULL or (ga == NULL and gb == NULL):
+        return
+    if op == OP_ADD or op == OP_SUB or op == OP_MUL or op == OP_TRUEDIV or op == OP_POW:
+        nd = <int>m[0]
+        binary_backward(op, nd, m + 1, a, m + 1 + nd, b, m + 1 + 2 * nd,
+                        out, gout, ga, gb, ins.c)
+    elif (op == OP_RELU or op == OP_TANH or op == OP_EXP or op == OP_LOG
+          or op == OP_SIGMOID or op == OP_NEG or op == OP_ABS or op == OP_POW_CONST):
+        unary_backward(op, m[0], a, out, gout, ga, ins.c)
+    elif op == OP_MATMUL:
+        batch = m[0]
+        for i in range(batch):
+            if ga != NULL:      # dA += dY @ Bᵀ   (rows x inner)
+                gemm(False, True, <int>m[1], <int>m[3], <int>m[2], <floating>1,
+                     gout + i * m[1] * m[2], <int>m[2], b + i * m[5], <int>m[2],
+                     <floating>1, ga + i * m[4], <int>m[3])
+            if gb != NULL:      # dB += Aᵀ @ dY   (inner x cols)
+                gemm(True, False, <int>m[3], <int>m[2], <int>m[1], <floating>1,
+                     a + i * m[4], <int>m[3], gout + i * m[1] * m[2], <int>m[2],
+                     <floating>1, gb + i * m[5], <int>m[2])
+    elif op == OP_SUM:
+        nd = <int>m[0]
+        sum_backward(nd, m + 1, gout, m + 1 + nd, ga)
+    elif op == OP_MAX:
+        nd = <int>m[0]
+        max_backward(nd, m + 1, a, out, gout, m + 1 + nd, ga,
+                     <floating*>vp[ins.scratch], m[1 + 2 * nd])
+    elif op == OP_RESHAPE:
+        for i in range(m[0]):
+            ga[i] += gout[i]
+    elif op == OP_TRANSPOSE or op == OP_GETITEM:
+        nd = <int>m[0]
+        scatter_add(nd, m + 1, gout, ga, m[1 + 2 * nd], m + 1 + nd)
+    elif op == OP_LOG_SOFTMAX:
+        log_softmax_backward(m[0], m[1], out, gout, ga)
+    elif op == OP_CROSS_ENTROPY:
+        if ga != NULL:
+            cross_entropy_backward(m[0], m[1], <floating*>vp[ins.scratch],
+                                   <int64_t*>vp[ins.b], gout, ga, <int>m[2])
+
+
+cdef void _cast_forward(Instr* ins, const Py_ssize_t* meta, char** vp) noexcept nogil:
+    cdef const Py_ssize_t* m = meta + ins.meta
+    cdef Py_ssize_t n = m[0], j
+    cdef int src = <int>m[1], dst = <int>m[2]
+    if src == F32 and dst == F64:
+        cast_forward_f32_f64(n, <float*>vp[ins.a], <double*>vp[ins.out])
+    elif src == F64 and dst == F32:
+        cast_forward_f64_f32(n, <double*>vp[ins.a], <float*>vp[ins.out])
+    elif src == I64 and dst == F64:
+        for j in range(n):
+            (<double*>vp[ins.out])[j] = <double>(<int64_t*>vp[ins.a])[j]
+    elif src == I64 and dst == F32:
+        for j in range(n):
+            (<float*>vp[ins.out])[j] = <float>(<int64_t*>vp[ins.a])[j]
+    elif src == dst:
+        memcpy(vp[ins.out], vp[ins.a], n * (4 if src == F32 else 8))
+
+
+cdef void _cast_backward(Instr* ins, const Py_ssize_t* meta, char** vp,
+                         char** gp) noexcept nogil:
+    cdef const Py_ssize_t* m = meta + ins.meta
+    cdef Py_ssize_t n = m[0], j
+    cdef int src = <int>m[1], dst = <int>m[2]
+    if gp[ins.a] == NULL or gp[ins.out] == NULL:
+        return
+    if src == F32 and dst == F64:
+        cast_backward_f32_f64(n, <double*>gp[ins.out], <float*>gp[ins.a])
+    elif src == F64 and dst == F32:
+        cast_backward_f64_f32(n, <float*>gp[ins.out], <double*>gp[ins.a])
+    elif src == dst and src == F64:
+        for j in range(n):
+            (<double*>gp[ins.a])[j] += (<double*>gp[ins.out])[j]
+    elif src == dst and src == F32:
+        for j in range(n):
+            (<float*>gp[ins.a])[j] += (<float*>gp[ins.out])[j]
+
+
+cdef inline Py_ssize_t _forward_one(Instr* ins, const Py_ssize_t* meta,
+                                    char** vp) noexcept nogil:
+    if ins.op == OP_CAST:
+        _cast_forward(ins, meta, vp)
+        return -1
+    if ins.dtype == F32:
+        return _forward_typed[float](ins, meta, vp, NULL)
+    return _forward_typed[double](ins, meta, vp, NULL)
+
+
+cdef inline void _backward_one(Instr* ins, const Py_ssize_t* meta, char** vp,
+                               char** gp) noexcept nogil:
+    if ins.op == OP_CAST:
+        _cast_backward(ins, meta, vp, gp)
+    elif ins.dtype == F32:
+        _backward_typed[float](ins, meta, vp, gp, NULL)
+    else:
+        _backward_typed[double](ins, meta, vp, gp, NULL)
+
+
+cdef inline char* _data_ptr(object arr):
+    return <char*>cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+def eager_forward(int op, int dtype, meta, double c, a, b, out, scratch=None):
+    """Run one instruction forward on arrays (eager tensor ops).
+
+    a, b, out and scratch are C-contiguous arrays of the right dtype and
+    size (b and scratch may be None); meta is the instruction's metadata.
+    Returns -1 or the first out-of-range row of a cross-entropy.
+    """
+    cdef Instr ins
+    cdef char* vp[4]
+    cdef cnp.ndarray[Py_ssize_t, ndim=1, mode="c"] m = np.ascontiguousarray(meta, dtype=np.intp)
+    cdef Py_ssize_t bad
+    ins.op = op
+    ins.dtype = dtype
+    ins.out = 2
+    ins.a = 0
+    ins.b = 1 if b is not None else -1
+    ins.scratch = 3 if scratch is not None else -1
+    ins.meta = 0
+    ins.c = c
+    vp[0] = _data_ptr(a)
+    vp[1] = _data_ptr(b) if b is not None else NULL
+    vp[2] = _data_ptr(out)
+    vp[3] = _data_ptr(scratch) if scratch is not None else NULL
+    with nogil:
+        bad = _forward_one(&ins, <Py_ssize_t*>m.data, vp)
+    return bad
+
+
+# -- the tape -------------------------------------------------------------------------
+
+@cython.final
+cdef class ArrayTape:
+    """A lowered tensor graph (built by fastgrad.lower; see fastgrad.tensor)."""
+
+    cdef Instr* ins
+    cdef int n_instr
+    cdef Py_ssize_t* meta
+    cdef int n_slots
+    cdef char** vp
+    cdef char** gp
+    cdef Py_ssize_t* slot_bytes       # bytes of each slot (grad zeroing)
+    cdef char* grad_owned             # slot's grad is tape-owned (zeroed each backward)
+    cdef int n_leaves
+    cdef int* leaf_slot
+    cdef object leaf_tensors          # list of leaf Tensors, in leaf order
+    cdef object leaf_shapes           # their shapes at lowering
+    cdef object leaf_dtypes
+    cdef object leaf_needs_grad       # list of bool
+    cdef object buffers               # keeps the owned arrays alive
+    cdef public object root
+    cdef public object nodes          # graph nodes, topological order
+    cdef public object node_slot      # id(node) -> slot
+    cdef public object instr_node     # per instruction: the node it computes
+    cdef int root_slot
+    cdef int busy
+
+    def __cinit__(self):
+        self.busy = 0
+
+    def __dealloc__(self):
+        PyMem_Free(self.ins)
+        PyMem_Free(self.meta)
+        PyMem_Free(self.vp)
+        PyMem_Free(self.gp)
+        PyMem_Free(self.slot_bytes)
+        PyMem_Free(self.grad_owned)
+        PyMem_Free(self.leaf_slot)
+
+    def _build(self, instrs, meta, slot_values, slot_grads, slot_bytes,
+               leaf_slots, leaf_tensors, leaf_needs_grad, buffers, root_slot):
+        """Fill the program (called once by fastgrad.lower).
+
+        instrs: list of (op, dtype, out, a, b, scratch, meta_offset, c);
+        slot_values / slot_grads: per slot an owned array or None (leaves,
+        and slots that need no gradient).
+        """
+        cdef Py_ssize_t i, n
+        n = len(instrs)
+        self.n_instr = <int>n
+        self.ins = <Instr*>PyMem_Malloc((n + 1) * sizeof(Instr))
+        self.meta = <Py_ssize_t*>PyMem_Malloc((len(meta) + 1) * sizeof(Py_ssize_t))
+        self.n_slots = <int>len(slot_values)
+        self.vp = <char**>PyMem_Malloc((self.n_slots + 1) * sizeof(char*))
+        self.gp = <char**>PyMem_Malloc((self.n_slots + 1) * sizeof(char*))
+        self.slot_bytes = <Py_ssize_t*>PyMem_Malloc((self.n_slots + 1) * sizeof(Py_ssize_t))
+        self.grad_owned = <char*>PyMem_Malloc(self.n_slots + 1)
+        self.n_leaves = <int>len(leaf_slots)
+        self.leaf_slot = <int*>PyMem_Malloc((self.n_leaves + 1) * sizeof(int))
+        if (self.ins == NULL or self.meta == NULL or self.vp == NULL or self.gp == NULL
+                or self.slot_bytes == NULL or self.grad_owned == NULL
+                or self.leaf_slot == NULL):
+            raise MemoryError("lower: out of memory")
+        for i in range(n):
+            op, dt, out, a, b, scratch, moff, c = instrs[i]
+            self.ins[i].op = op
+            self.ins[i].dtype = dt
+            self.ins[i].out = out
+            self.ins[i].a = a
+            self.ins[i].b = b
+            self.ins[i].scratch = scratch
+            self.ins[i].meta = moff
+            self.ins[i].c = c
+        for i in range(len(meta)):
+            self.meta[i] = meta[i]
+        for i in range(self.n_slots):
+            v = slot_values[i]
+            g = slot_grads[i]
+            self.vp[i] = _data_ptr(v) if v is not None else NULL
+            self.gp[i] = _data_ptr(g) if g is not None else NULL
+            self.grad_owned[i] = g is not None
+            self.slot_bytes[i] = slot_bytes[i]
+        for i in range(self.n_leaves):
+            self.leaf_slot[i] = leaf_slots[i]
+        self.leaf_tensors = list(leaf_tensors)
+        self.leaf_shapes = [t._data.shape for t in leaf_tensors]
+        self.leaf_dtypes = [t._data.dtype for t in leaf_tensors]
+        self.leaf_needs_grad = list(leaf_needs_grad)
+        self.buffers = buffers
+        self.root_slot = root_slot
+
+    cdef int _enter(self) except -1:
+        if self.busy:
+            raise RuntimeError(
+                "Tape is already running in another thread: one tape is not "
+                "re-entrant (lower the graph once per thread instead)")
+        self.busy = 1
+        return 0
+
+    cdef int _bind_leaves(self, bint grads) except -1:
+        """Point the leaf slots at the leaves' current arrays (GIL held)."""
+        cdef int i, s
+        for i in range(self.n_leaves):
+            t = self.leaf_tensors[i]
+            arr = t._data
+            if (type(arr) is not np.ndarray or arr.shape != self.leaf_shapes[i]
+                    or arr.dtype != self.leaf_dtypes[i]
+                    or not arr.flags.c_contiguous):
+                raise ValueError(
+                    f"tape: leaf {_name(t)} now holds "
+                    f"{_describe_array(arr)}; it was lowered with shape "
+                    f"{self.leaf_shapes[i]} and dtype {self.leaf_dtypes[i]} "
+                    f"(lower the graph again after changing shapes)")
+            s = self.leaf_slot[i]
+            self.vp[s] = _data_ptr(arr)
+            if grads:
+                if self.leaf_needs_grad[i]:
+                    g = t.grad
+                    if g is None:
+                        g = np.zeros(arr.shape, dtype=arr.dtype)
+                        t.grad = g
+                    elif (type(g) is not np.ndarray or g.shape != arr.shape
+                          or g.dtype != arr.dtype or not g.flags.c_contiguous
+                          or not g.flags.writeable):
+                        raise ValueError(
+                            f"tape: leaf {_name(t)} has a .grad of "
+                            f"{_describe_array(g)}; expected a writeable "
+                            f"C-contiguous array of shape {arr.shape} and dtype "
+                            f"{arr.dtype}, or None")
+                    self.gp[s] = _data_ptr(g)
+                else:
+                    self.gp[s] = NULL
+        return 0
+
+    def forward(self, check=False):
+        """Recompute every instruction from the leaves' current arrays.
+
+        Returns the root tensor (whose ``.data`` now holds the new value).
+        ``check=True`` raises FloatingPointError naming the first instruction
+        that produced a non-finite value.
+        """
+        cdef int k
+        cdef Py_ssize_t bad = -1
+        self._enter()
+        try:
+            self._bind_leaves(False)
+            with nogil:
+                for k in range(self.n_instr):
+                    bad = _forward_one(&self.ins[k], self.meta, self.vp)
+                    if bad >= 0:
+                        break
+        finally:
+            self.busy = 0
+        if bad >= 0:
+            node = self.instr_node[k]
+            targets = node._inputs[1]._data
+            raise IndexError(
+                f"cross_entropy{_label_of(node)}: target {int(targets.reshape(-1)[bad])} "
+                f"at row {bad} is out of range for {self.meta[self.ins[k].meta + 1]} classes")
+        if check:
+            self._check_finite()
+        return self.root
+
+    def backward(self, grad=None):
+        """Reverse sweep: accumulate into the .grad of every leaf that requires it.
+
+        ``grad`` is d(loss)/d(root); it may be omitted when the root has one
+        element.  Intermediate gradients restart from zero on every call.
+        """
+        cdef int k, s
+        cdef char* seed_ptr
+        root_data = self.root._data
+        if grad is None:
+            if root_data.size != 1:
+                raise RuntimeError(
+                    f"backward: grad can be implicitly created only for a tensor "
+                    f"with one element; the root has shape {root_data.shape} "
+                    f"(pass grad=)")
+            seed = np.ones(root_data.shape, dtype=root_data.dtype)
+        else:
+            seed = np.array(getattr(grad, "_data", grad), dtype=root_data.dtype, order="C")
+            if seed.shape != root_data.shape:
+                raise ValueError(
+                    f"backward: grad has shape {seed.shape}, but the root has shape "
+                    f"{root_data.shape}")
+        self._enter()
+        try:
+            self._bind_leaves(True)
+            for s in range(self.n_slots):
+                if self.grad_owned[s] and self.gp[s] != NULL:
+                    memset(self.gp[s], 0, self.slot_bytes[s])
+            s = self.root_slot
+            if self.gp[s] != NULL and self.grad_owned[s]:
+                seed_ptr = _data_ptr(seed)
+                memcpy(self.gp[s], seed_ptr, self.slot_bytes[s])
+            elif self.gp[s] != NULL:
+                # The root is a leaf: its grad accumulates the seed.
+                self.root.grad += seed
+            with nogil:
+                k = self.n_instr - 1
+                while k >= 0:
+                    _backward_one(&self.ins[k], self.meta, self.vp, self.gp)
+                    k -= 1
+        finally:
+            self.busy = 0
+
+    def zero_grad(self):
+        """Zero (in place) the .grad of every leaf that requires grad."""
+        for i in range(self.n_leaves):
+            if self.leaf_needs_grad[i]:
+                g = self.leaf_tensors[i].grad
+                if g is not None:
+                    g[...] = 0
+
+    cdef _check_finite(self):
+        cdef int k
+        for k in range(self.n_instr):
+            node = self.instr_node[k]
+            arr = node._data
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise FloatingPointError(
+                    f"forward: instruction {k} ({node._opname()}{_label_of(node)}, "
+                    f"shape {arr.shape}, {arr.dtype}) produced a non-finite value")
+
+    def __len__(self):
+        return self.n_instr
+
+    @property
+    def leaves(self):
+        return list(self.leaf_tensors)
+
+    def _instr(self, int k):
+        """(op, dtype, out, a, b, scratch) of instruction k, for listings."""
+        cdef Instr* i = &self.ins[k]
+        return (i.op, i.dtype, i.out, i.a, i.b, i.scratch)
+
+
+cdef str _name(t):
+    label = getattr(t, "label", None)
+    return repr(label) if label else f"of shape {t._data.shape}"
+
+
+cdef str _label_of(node):
+    label = getattr(node, "label", None)
+    return f" '{label}'" if label else ""
+
+
+cdef str _describe_array(arr):
+    if isinstance(arr, np.ndarray):
+        return f"an array of shape {arr.shape} and dtype {arr.dtype}"
+    return f"a {type(arr).__name__}"

@@ -51,6 +51,10 @@ DTYPE_CODES = {np.dtype(np.float64): F64, np.dtype(np.float32): F32,
                np.dtype(np.int64): I64}
 
 
+cdef enum:
+    MAX_LEAF_DIMS = 32
+
+
 cdef struct Instr:
     int op
     int dtype
@@ -270,6 +274,10 @@ cdef class ArrayTape:
     cdef int* leaf_slot
     cdef object leaf_tensors          # list of leaf Tensors, in leaf order
     cdef object leaf_shapes           # their shapes at lowering
+    cdef int* leaf_ndim               # ... and the same as C arrays
+    cdef int* leaf_type
+    cdef Py_ssize_t* leaf_dims
+    cdef object seed                  # ones like the root (implicit backward seed)
     cdef object leaf_dtypes
     cdef object leaf_needs_grad       # list of bool
     cdef object buffers               # keeps the owned arrays alive
@@ -291,6 +299,9 @@ cdef class ArrayTape:
         PyMem_Free(self.slot_bytes)
         PyMem_Free(self.grad_owned)
         PyMem_Free(self.leaf_slot)
+        PyMem_Free(self.leaf_ndim)
+        PyMem_Free(self.leaf_type)
+        PyMem_Free(self.leaf_dims)
 
     def _build(self, instrs, meta, slot_values, slot_grads, slot_bytes,
                leaf_slots, leaf_tensors, leaf_needs_grad, buffers, root_slot):
@@ -340,6 +351,21 @@ cdef class ArrayTape:
         self.leaf_tensors = list(leaf_tensors)
         self.leaf_shapes = [t._data.shape for t in leaf_tensors]
         self.leaf_dtypes = [t._data.dtype for t in leaf_tensors]
+        self.leaf_ndim = <int*>PyMem_Malloc((self.n_leaves + 1) * sizeof(int))
+        self.leaf_type = <int*>PyMem_Malloc((self.n_leaves + 1) * sizeof(int))
+        self.leaf_dims = <Py_ssize_t*>PyMem_Malloc(
+            (self.n_leaves + 1) * MAX_LEAF_DIMS * sizeof(Py_ssize_t))
+        if self.leaf_ndim == NULL or self.leaf_type == NULL or self.leaf_dims == NULL:
+            raise MemoryError("lower: out of memory")
+        for i in range(self.n_leaves):
+            shape = self.leaf_shapes[i]
+            if len(shape) > MAX_LEAF_DIMS:
+                raise ValueError(f"lower: leaf of shape {shape} has more than "
+                                 f"{MAX_LEAF_DIMS} dimensions")
+            self.leaf_ndim[i] = len(shape)
+            self.leaf_type[i] = self.leaf_dtypes[i].num
+            for d in range(len(shape)):
+                self.leaf_dims[i * MAX_LEAF_DIMS + d] = shape[d]
         self.leaf_needs_grad = list(leaf_needs_grad)
         self.buffers = buffers
         self.root_slot = root_slot
@@ -352,15 +378,34 @@ cdef class ArrayTape:
         self.busy = 1
         return 0
 
+    cdef inline bint _matches(self, object arr, int i):
+        """arr is a C-contiguous ndarray with leaf i's lowered shape and dtype."""
+        cdef cnp.ndarray a
+        cdef int d, nd
+        if type(arr) is not np.ndarray:
+            return False
+        a = <cnp.ndarray>arr
+        nd = cnp.PyArray_NDIM(a)
+        if nd != self.leaf_ndim[i] or cnp.PyArray_TYPE(a) != self.leaf_type[i]:
+            return False
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+            return False
+        for d in range(nd):
+            if cnp.PyArray_DIMS(a)[d] != self.leaf_dims[i * MAX_LEAF_DIMS + d]:
+                return False
+        return True
+
     cdef int _bind_leaves(self, bint grads) except -1:
-        """Point the leaf slots at the leaves' current arrays (GIL held)."""
+        """Point the leaf slots at the leaves' current arrays (GIL held).
+
+        Checks each leaf still has the shape and dtype it was lowered with
+        (C-level checks only: this runs before every sweep).
+        """
         cdef int i, s
         for i in range(self.n_leaves):
             t = self.leaf_tensors[i]
             arr = t._data
-            if (type(arr) is not np.ndarray or arr.shape != self.leaf_shapes[i]
-                    or arr.dtype != self.leaf_dtypes[i]
-                    or not arr.flags.c_contiguous):
+            if not self._matches(arr, i):
                 raise ValueError(
                     f"tape: leaf {_name(t)} now holds "
                     f"{_describe_array(arr)}; it was lowered with shape "
@@ -374,9 +419,7 @@ cdef class ArrayTape:
                     if g is None:
                         g = np.zeros(arr.shape, dtype=arr.dtype)
                         t.grad = g
-                    elif (type(g) is not np.ndarray or g.shape != arr.shape
-                          or g.dtype != arr.dtype or not g.flags.c_contiguous
-                          or not g.flags.writeable):
+                    elif not self._matches(g, i) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>g):
                         raise ValueError(
                             f"tape: leaf {_name(t)} has a .grad of "
                             f"{_describe_array(g)}; expected a writeable "
@@ -431,7 +474,9 @@ cdef class ArrayTape:
                     f"backward: grad can be implicitly created only for a tensor "
                     f"with one element; the root has shape {root_data.shape} "
                     f"(pass grad=)")
-            seed = np.ones(root_data.shape, dtype=root_data.dtype)
+            if self.seed is None:
+                self.seed = np.ones(root_data.shape, dtype=root_data.dtype)
+            seed = self.seed
         else:
             seed = np.array(getattr(grad, "_data", grad), dtype=root_data.dtype, order="C")
             if seed.shape != root_data.shape:
@@ -484,10 +529,67 @@ cdef class ArrayTape:
     def leaves(self):
         return list(self.leaf_tensors)
 
+    def value(self, node):
+        """The current value of any node of the graph (its live array)."""
+        if id(node) not in self.node_slot:
+            raise ValueError(f"ArrayTape.value: the tensor is not a node of this tape's graph")
+        return node._data
+
+    def nbytes(self):
+        """Bytes of the value, gradient and scratch buffers the tape owns."""
+        arenas, grad_arenas = self.buffers
+        return (sum(a.nbytes for a in arenas.values())
+                + sum(a.nbytes for a in grad_arenas.values()))
+
+    def __repr__(self):
+        counts = {}
+        for node in self.instr_node:
+            name = node._opname()
+            counts[name] = counts.get(name, 0) + 1
+        ops = ", ".join(f"{name} {c}" for name, c in
+                        sorted(counts.items(), key=lambda t: -t[1]))
+        root = self.root
+        return (f"<ArrayTape: {self.n_instr} instructions ({ops}), {self.n_leaves} "
+                f"leaves, {self.nbytes()} bytes of buffers, root %{self.root_slot} "
+                f"{tuple(root.shape)} {root.dtype}>")
+
+    def __str__(self):
+        lines = [repr(self)]
+        for i in range(self.n_leaves):
+            t = self.leaf_tensors[i]
+            grad = " requires_grad" if self.leaf_needs_grad[i] else ""
+            lines.append(f"%{self.leaf_slot[i]} = leaf {tuple(t.shape)} {t.dtype}{grad}"
+                         f"{_comment(t)}")
+        for k in range(self.n_instr):
+            node = self.instr_node[k]
+            ins = &self.ins[k]
+            sym = _SYMBOL[ins.op]
+            operands = f"%{ins.a}" if ins.b < 0 else f"%{ins.a}, %{ins.b}"
+            if ins.op in _INFIX:
+                rhs = f"%{ins.a} {sym} %{ins.b}"
+            elif ins.op == OP_POW_CONST:
+                rhs = f"%{ins.a} ** {ins.c!r}"
+            else:
+                rhs = f"{sym}({operands})"
+            lines.append(f"%{ins.out} = {rhs}  -> {tuple(node.shape)} {node.dtype}"
+                         f"{_comment(node)}")
+        return "\n".join(lines)
+
     def _instr(self, int k):
         """(op, dtype, out, a, b, scratch) of instruction k, for listings."""
         cdef Instr* i = &self.ins[k]
         return (i.op, i.dtype, i.out, i.a, i.b, i.scratch)
+
+
+from fastgrad.ops import BY_OPCODE as _BY_OPCODE
+
+_SYMBOL = {code: op.symbol for code, op in _BY_OPCODE.items()}
+_INFIX = {OP_ADD, OP_SUB, OP_MUL, OP_TRUEDIV, OP_POW, OP_MATMUL}
+
+
+cdef str _comment(t):
+    label = getattr(t, "label", None)
+    return f"  # {label}" if label else ""
 
 
 cdef str _name(t):

@@ -74,12 +74,61 @@ cdef void binary_forward(int op, int ndim, const Py_ssize_t* shape,
     cdef Py_ssize_t outer = _outer(ndim, shape, idx)
     cdef Py_ssize_t inner = shape[ndim - 1]
     cdef Py_ssize_t oa = 0, ob = 0, o = 0, t
+    cdef Py_ssize_t ia = sa[ndim - 1], ib = sb[ndim - 1]
     if inner == 0:
         return
     for t in range(outer):
-        _binary_row(op, inner, a + oa, sa[ndim - 1], b + ob, sb[ndim - 1], out + o)
+        # Constant strides at the call sites let the compiler specialise
+        # (and vectorise) the inlined row loops for the common layouts.
+        if ia == 1 and ib == 1:
+            _binary_row(op, inner, a + oa, 1, b + ob, 1, out + o)
+        elif ia == 1 and ib == 0:
+            _binary_row(op, inner, a + oa, 1, b + ob, 0, out + o)
+        elif ia == 0 and ib == 1:
+            _binary_row(op, inner, a + oa, 0, b + ob, 1, out + o)
+        else:
+            _binary_row(op, inner, a + oa, ia, b + ob, ib, out + o)
         o += inner
         _next2(ndim, shape, idx, sa, &oa, sb, &ob)
+
+
+cdef inline void _binary_row_backward(int op, Py_ssize_t n,
+                                      const floating* a, Py_ssize_t ia,
+                                      const floating* b, Py_ssize_t ib,
+                                      const floating* out, const floating* gout,
+                                      floating* ga, floating* gb) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef double da, db
+    if op == OP_ADD or op == OP_SUB:
+        if ga != NULL:
+            for j in range(n):
+                ga[j * ia] += gout[j]
+        if gb != NULL:
+            if op == OP_ADD:
+                for j in range(n):
+                    gb[j * ib] += gout[j]
+            else:
+                for j in range(n):
+                    gb[j * ib] -= gout[j]
+    elif op == OP_MUL:
+        if ga != NULL:
+            for j in range(n):
+                ga[j * ia] += <floating>(<double>b[j * ib] * gout[j])
+        if gb != NULL:
+            for j in range(n):
+                gb[j * ib] += <floating>(<double>a[j * ia] * gout[j])
+    else:
+        for j in range(n):
+            da = 0.0
+            db = 0.0
+            if op == OP_TRUEDIV:
+                truediv_backward(a[j * ia], b[j * ib], gout[j], &da, &db)
+            else:
+                pow_backward(a[j * ia], b[j * ib], out[j], gout[j], &da, &db)
+            if ga != NULL:
+                ga[j * ia] += <floating>da
+            if gb != NULL:
+                gb[j * ib] += <floating>db
 
 
 cdef void binary_backward(int op, int ndim, const Py_ssize_t* shape,
@@ -87,35 +136,28 @@ cdef void binary_backward(int op, int ndim, const Py_ssize_t* shape,
                           const floating* b, const Py_ssize_t* sb,
                           const floating* out, const floating* gout,
                           floating* ga, floating* gb, double c) noexcept nogil:
+    # add/sub/mul written out here match add_backward/sub_backward/
+    # mul_backward in _kernels.pxd (checked against them by the tests).
     cdef Py_ssize_t idx[MAX_DIMS]
     cdef Py_ssize_t outer = _outer(ndim, shape, idx)
     cdef Py_ssize_t inner = shape[ndim - 1]
     cdef Py_ssize_t ia = sa[ndim - 1], ib = sb[ndim - 1]
-    cdef Py_ssize_t oa = 0, ob = 0, o = 0, t, j, pa, pb
-    cdef double da, db, g
+    cdef Py_ssize_t oa = 0, ob = 0, o = 0, t
     if inner == 0:
         return
     for t in range(outer):
-        for j in range(inner):
-            da = 0.0
-            db = 0.0
-            g = gout[o + j]
-            pa = oa + j * ia
-            pb = ob + j * ib
-            if op == OP_ADD:
-                add_backward(g, &da, &db)
-            elif op == OP_MUL:
-                mul_backward(a[pa], b[pb], g, &da, &db)
-            elif op == OP_SUB:
-                sub_backward(g, &da, &db)
-            elif op == OP_TRUEDIV:
-                truediv_backward(a[pa], b[pb], g, &da, &db)
-            elif op == OP_POW:
-                pow_backward(a[pa], b[pb], out[o + j], g, &da, &db)
-            if ga != NULL:
-                ga[pa] += <floating>da
-            if gb != NULL:
-                gb[pb] += <floating>db
+        if ia == 1 and ib == 1:
+            _binary_row_backward(op, inner, a + oa, 1, b + ob, 1, out + o, gout + o,
+                                 ga + oa if ga != NULL else NULL,
+                                 gb + ob if gb != NULL else NULL)
+        elif ia == 1 and ib == 0:
+            _binary_row_backward(op, inner, a + oa, 1, b + ob, 0, out + o, gout + o,
+                                 ga + oa if ga != NULL else NULL,
+                                 gb + ob if gb != NULL else NULL)
+        else:
+            _binary_row_backward(op, inner, a + oa, ia, b + ob, ib, out + o, gout + o,
+                                 ga + oa if ga != NULL else NULL,
+                                 gb + ob if gb != NULL else NULL)
         o += inner
         _next2(ndim, shape, idx, sa, &oa, sb, &ob)
 
@@ -154,27 +196,49 @@ cdef void unary_forward(int op, Py_ssize_t n, const floating* a,
 cdef void unary_backward(int op, Py_ssize_t n, const floating* a,
                          const floating* out, const floating* gout,
                          floating* ga, double c) noexcept nogil:
+    # One loop per op (the switch is outside the loops); each body is the
+    # scalar backward kernel of _kernels.pxd.
     cdef Py_ssize_t j
     cdef double d
-    for j in range(n):
-        d = 0.0
-        if op == OP_RELU:
-            relu_backward(out[j], gout[j], &d)
-        elif op == OP_TANH:
+    if op == OP_RELU:
+        for j in range(n):
+            # A select rather than a branch: the sign of a ReLU's output is
+            # unpredictable, and a mispredicted branch per element costs more
+            # than the whole loop body.
+            ga[j] += gout[j] if out[j] > 0 else <floating>0
+    elif op == OP_TANH:
+        for j in range(n):
+            d = 0.0
             tanh_backward(out[j], gout[j], &d)
-        elif op == OP_EXP:
+            ga[j] += <floating>d
+    elif op == OP_EXP:
+        for j in range(n):
+            d = 0.0
             exp_backward(out[j], gout[j], &d)
-        elif op == OP_LOG:
+            ga[j] += <floating>d
+    elif op == OP_LOG:
+        for j in range(n):
+            d = 0.0
             log_backward(a[j], gout[j], &d)
-        elif op == OP_SIGMOID:
+            ga[j] += <floating>d
+    elif op == OP_SIGMOID:
+        for j in range(n):
+            d = 0.0
             sigmoid_backward(out[j], gout[j], &d)
-        elif op == OP_NEG:
-            neg_backward(gout[j], &d)
-        elif op == OP_ABS:
+            ga[j] += <floating>d
+    elif op == OP_NEG:
+        for j in range(n):
+            ga[j] -= gout[j]
+    elif op == OP_ABS:
+        for j in range(n):
+            d = 0.0
             abs_backward(a[j], gout[j], &d)
-        elif op == OP_POW_CONST:
+            ga[j] += <floating>d
+    elif op == OP_POW_CONST:
+        for j in range(n):
+            d = 0.0
             pow_const_backward(a[j], c, gout[j], &d)
-        ga[j] += <floating>d
+            ga[j] += <floating>d
 
 
 # -- reductions ---------------------------------------------------------------------

@@ -529,6 +529,40 @@ cdef class ArrayTape:
     def leaves(self):
         return list(self.leaf_tensors)
 
+    def _program(self):
+        """The program as Python lists (for statistics, drawings and tests)."""
+        cdef int k
+        cdef Py_ssize_t j, start
+        instrs = []
+        for k in range(self.n_instr):
+            node = self.instr_node[k]
+            start = self.ins[k].meta
+            meta = []
+            plan = node._attrs[len(node._attrs) - 1]
+            for j in range(len(plan.meta)):
+                meta.append(self.meta[start + j])
+            instrs.append({
+                "op": _BY_OPCODE[self.ins[k].op].name, "out": self.ins[k].out,
+                "a": self.ins[k].a, "b": self.ins[k].b if self.ins[k].b >= 0 else None,
+                "c": self.ins[k].c, "node": node, "inputs": node._inputs,
+                "shape": tuple(node.shape), "dtype": node.dtype, "meta": meta,
+            })
+        arenas, grad_arenas = self.buffers
+        return {
+            "kind": "tensor", "instructions": instrs, "leaves": list(self.leaf_tensors),
+            "leaf_slots": [self.leaf_slot[k] for k in range(self.n_leaves)],
+            "n_leaves": self.n_leaves, "n_slots": self.n_slots,
+            "root_slot": self.root_slot,
+            "value_bytes": sum(a.nbytes for a in arenas.values()),
+            "grad_bytes": sum(a.nbytes for a in grad_arenas.values()),
+            "n_nodes": len(self.nodes),
+        }
+
+    def stats(self):
+        """Instruction counts per op, slots, buffer bytes and a FLOP estimate."""
+        from fastgrad._stats import tape_stats
+        return tape_stats(self)
+
     def value(self, node):
         """The current value of any node of the graph (its live array)."""
         if id(node) not in self.node_slot:

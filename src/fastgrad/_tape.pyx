@@ -348,6 +348,34 @@ cdef class Tape:
     def __len__(self):
         return self.n_instr
 
+    def _program(self):
+        """The program as Python lists (for statistics, drawings and tests)."""
+        cdef int k, p
+        instrs = []
+        for k in range(self.n_instr):
+            pairs = None
+            if self.op[k] == OP_DOT:
+                pairs = [(self.pair_x[p], self.pair_y[p])
+                         for p in range(self.b[k], self.b[k] + self.n[k])]
+            node = self.nodes[self.instr_node[k]]
+            instrs.append({
+                "op": _NAME[self.op[k]], "out": self.out[k], "a": self.a[k],
+                "b": self.b[k] if self.op[k] != OP_DOT and self.b[k] >= 0 else None,
+                "pairs": pairs, "c": self.cst[k], "node": node,
+            })
+        return {
+            "kind": "scalar", "instructions": instrs, "leaves": list(self.leaves),
+            "n_leaves": self.n_leaves, "one_slot": self.n_leaves,
+            "n_slots": self.n_slots, "root_slot": self.root_slot,
+            "value_bytes": self.n_slots * 8, "grad_bytes": self.n_slots * 8,
+            "n_nodes": len(self.nodes),
+        }
+
+    def stats(self):
+        """Instruction counts per op, slots, buffer bytes and a FLOP estimate."""
+        from fastgrad._stats import tape_stats
+        return tape_stats(self)
+
     @property
     def root(self):
         """The Value this tape was lowered from."""

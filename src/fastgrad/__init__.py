@@ -13,9 +13,10 @@ from fastgrad.tensor import (
     Tensor, full, is_grad_enabled, no_grad, ones, randn, tensor, zeros,
 )
 from fastgrad.lower import lower
+from fastgrad.compile import compile, TracingError
 
 __all__ = [
     "__version__", "Value", "Tape", "ArrayTape", "lower",
     "Tensor", "tensor", "zeros", "ones", "full", "randn", "no_grad",
-    "is_grad_enabled",
+    "is_grad_enabled", "compile", "TracingError",
 ]

@@ -43,10 +43,19 @@ def lower(root: Union[Value, Tensor], *, fuse: bool = True) -> Union[Tape, Array
         f"lower: expected a fastgrad Value or Tensor as the root, got {type(root).__name__}")
 
 
-def topological_order(root: Tensor) -> list[Tensor]:
-    """Nodes below root, inputs before the nodes that use them (iterative DFS)."""
+def topological_order(*roots: Tensor) -> list[Tensor]:
+    """Nodes below the roots, inputs before the nodes that use them (iterative DFS)."""
     order: list[Tensor] = []
-    seen = {id(root)}
+    seen: set[int] = set()
+    for root in roots:
+        if id(root) in seen:
+            continue
+        seen.add(id(root))
+        _walk(root, seen, order)
+    return order
+
+
+def _walk(root: Tensor, seen: set[int], order: list[Tensor]) -> None:
     stack = [(root, 0)]
     while stack:
         node, i = stack[-1]
@@ -60,12 +69,16 @@ def topological_order(root: Tensor) -> list[Tensor]:
         else:
             stack.pop()
             order.append(node)
-    return order
 
 
-def lower_tensor(root: Tensor) -> ArrayTape:
-    """Plan buffers and emit the array program for the graph below root."""
-    order = topological_order(root)
+def lower_tensor(root: Tensor, extra_roots: tuple = ()) -> ArrayTape:
+    """Plan buffers and emit the array program for the graph below root.
+
+    extra_roots: more tensors whose graphs the forward sweep must also
+    recompute (e.g. a compiled function's other outputs); backward starts
+    from ``root``.
+    """
+    order = topological_order(root, *extra_roots)
     slot_of: dict[int, int] = {}
     needs_grad: list[bool] = []
     for i, node in enumerate(order):
@@ -73,7 +86,8 @@ def lower_tensor(root: Tensor) -> ArrayTape:
         if node._op == _LEAF:
             needs_grad.append(bool(node.requires_grad))
         else:
-            needs_grad.append(any(needs_grad[slot_of[id(x)]] for x in node._inputs))
+            needs_grad.append(bool(node.requires_grad)
+                              and any(needs_grad[slot_of[id(x)]] for x in node._inputs))
 
     # One value arena and one grad arena per dtype for the intermediates;
     # each slot is a view.  Scratch regions (softmax, tie counts) are extra
@@ -152,7 +166,7 @@ def lower_tensor(root: Tensor) -> ArrayTape:
 
     tape = ArrayTape.__new__(ArrayTape)
     tape._build(instrs, meta, slot_values, slot_grads, slot_bytes, leaf_slots,
-                leaf_tensors, leaf_needs, (arenas, grad_arenas), n_nodes - 1)
+                leaf_tensors, leaf_needs, (arenas, grad_arenas), slot_of[id(root)])
     tape.root = root
     tape.nodes = order
     tape.node_slot = slot_of

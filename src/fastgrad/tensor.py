@@ -21,7 +21,7 @@ from fastgrad._atape import DTYPE_CODES, eager_forward
 from fastgrad.ops import BY_NAME, BY_OPCODE
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "full", "randn", "no_grad",
-           "is_grad_enabled"]
+           "is_grad_enabled", "TracingError"]
 
 _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
@@ -32,6 +32,25 @@ _OP = {name: op.opcode for name, op in BY_NAME.items()}
 _LEAF = _OP["leaf"]
 
 _state = threading.local()
+
+
+class TracingError(RuntimeError):
+    """A data-dependent value was requested while ``fastgrad.compile`` traced."""
+
+
+def _tracing() -> str | None:
+    return getattr(_state, "tracing", None)
+
+
+def _refuse_while_tracing(what: str) -> None:
+    name = _tracing()
+    if name is not None:
+        raise TracingError(
+            f"{what} inside the compiled function {name!r}: fastgrad.compile traces the "
+            f"function once and replays the recorded ops, so a value read from a tensor "
+            f"while tracing would be frozen at its first value. Keep data-dependent Python "
+            f"(if/while on tensor values, float(), .item(), numpy conversions) outside the "
+            f"compiled function, or express it with tensor ops (e.g. relu, max, masks).")
 
 
 def is_grad_enabled() -> bool:
@@ -118,6 +137,7 @@ def _new(data: np.ndarray, op: int = _LEAF, inputs: tuple = (), attrs: tuple = (
     t._op = op
     t._inputs = inputs
     t._attrs = attrs
+    t._tape = None
     return t
 
 
@@ -160,9 +180,12 @@ def _apply(name: str, dtype: np.dtype, inputs: tuple, plan: _plan.Plan,
         target = int(inputs[1]._data.reshape(-1)[bad])
         raise IndexError(f"cross_entropy: target {target} at row {bad} is out of range "
                          f"for {inputs[0].shape[-1]} classes")
-    if not is_grad_enabled():
+    enabled = is_grad_enabled()
+    if not enabled and _tracing() is None:
         return _new(out)
-    needs = any(t.requires_grad for t in inputs)
+    # While compile traces, every op is recorded (a constant would freeze the
+    # value); under no_grad it is recorded without gradient.
+    needs = enabled and any(t.requires_grad for t in inputs)
     # attrs end with (scratch, plan): lowering reads both.
     return _new(out, op, inputs, attrs + (scratch, plan), needs)
 
@@ -198,7 +221,7 @@ class Tensor:
     """
 
     __slots__ = ("_data", "grad", "requires_grad", "label", "_op", "_inputs",
-                 "_attrs", "__weakref__")
+                 "_attrs", "_tape", "__weakref__")
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor
 
     def __init__(self, data, dtype=None, requires_grad: bool = False,
@@ -214,6 +237,7 @@ class Tensor:
         self._op = _LEAF
         self._inputs = ()
         self._attrs = ()
+        self._tape = None
 
     # -- data -----------------------------------------------------------------
 
@@ -247,26 +271,32 @@ class Tensor:
         return len(self._data)
 
     def numpy(self) -> np.ndarray:
+        _refuse_while_tracing("t.numpy()")
         return self._data
 
     def __array__(self, dtype=None, copy=None):
+        _refuse_while_tracing("converting a tensor to a numpy array")
         if dtype is None:
             return self._data
         return self._data.astype(dtype)
 
     def item(self) -> float | int:
+        _refuse_while_tracing("t.item()")
         if self._data.size != 1:
             raise ValueError(f"item: only a one-element tensor converts to a number, "
                              f"got shape {self.shape}")
         return self._data.item()
 
     def __float__(self) -> float:
+        _refuse_while_tracing("float(t)")
         return float(self.item())
 
     def __int__(self) -> int:
+        _refuse_while_tracing("int(t)")
         return int(self.item())
 
     def __bool__(self) -> bool:
+        _refuse_while_tracing("bool(t) (an if/while on a tensor)")
         return bool(self.item())
 
     def detach(self) -> Tensor:
@@ -358,16 +388,20 @@ class Tensor:
 
     # Comparisons give plain boolean arrays: they are not differentiable.
     def __lt__(self, other):
-        return self._data < np.asarray(other)
+        _refuse_while_tracing("comparing a tensor (t < ...)")
+        return self._data < np.asarray(getattr(other, "_data", other))
 
     def __le__(self, other):
-        return self._data <= np.asarray(other)
+        _refuse_while_tracing("comparing a tensor (t <= ...)")
+        return self._data <= np.asarray(getattr(other, "_data", other))
 
     def __gt__(self, other):
-        return self._data > np.asarray(other)
+        _refuse_while_tracing("comparing a tensor (t > ...)")
+        return self._data > np.asarray(getattr(other, "_data", other))
 
     def __ge__(self, other):
-        return self._data >= np.asarray(other)
+        _refuse_while_tracing("comparing a tensor (t >= ...)")
+        return self._data >= np.asarray(getattr(other, "_data", other))
 
     __hash__ = object.__hash__
 
@@ -436,6 +470,9 @@ class Tensor:
         ``grad`` (d(loss)/d(self)) is required unless self has one element.
         Lowers the graph and runs the compiled reverse sweep.
         """
+        if self._tape is not None:      # the output of a compiled function
+            self._tape.backward(grad)
+            return
         from fastgrad.lower import lower
 
         lower(self).backward(grad)

@@ -14,9 +14,17 @@ from fastgrad.tensor import (
 )
 from fastgrad.lower import lower
 from fastgrad.compile import compile, TracingError
+from fastgrad import nn, optim
 
 __all__ = [
     "__version__", "Value", "Tape", "ArrayTape", "lower",
     "Tensor", "tensor", "zeros", "ones", "full", "randn", "no_grad",
-    "is_grad_enabled", "compile", "TracingError",
+    "is_grad_enabled", "compile", "TracingError", "nn", "optim", "manual_seed",
 ]
+
+
+def manual_seed(seed: int) -> None:
+    """Seed numpy's global random state (parameter initialisation, randn)."""
+    import numpy as np
+
+    np.random.seed(seed)

@@ -640,3 +640,24 @@ cdef str _describe_array(arr):
     if isinstance(arr, np.ndarray):
         return f"an array of shape {arr.shape} and dtype {arr.dtype}"
     return f"a {type(arr).__name__}"
+
+
+# -- compiled-call helpers (fastgrad.compile) ------------------------------------
+
+def array_key(object x):
+    """(shape, type number) of a C-contiguous float32/float64/int64 ndarray, else None.
+
+    C-level checks only: this runs for every array argument of every
+    compiled call.
+    """
+    cdef cnp.ndarray a
+    cdef int t
+    if type(x) is not np.ndarray:
+        return None
+    a = <cnp.ndarray>x
+    t = cnp.PyArray_TYPE(a)
+    if t != cnp.NPY_FLOAT64 and t != cnp.NPY_FLOAT32 and t != cnp.NPY_INT64:
+        return None
+    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        return None
+    return (x.shape, t)

@@ -19,6 +19,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from fastgrad._atape import array_key
 from fastgrad.tensor import Tensor, TracingError, _new, _state, _to_array
 
 __all__ = ["compile", "CompiledFunction", "CacheInfo", "TracingError"]
@@ -98,10 +99,15 @@ class CompiledFunction:
         key = []
         arrays = []
         for x in args:
-            if _is_array_like(x):
+            k = array_key(x)
+            if k is not None:               # the common case, checked in C
+                key.append(k)
+                arrays.append((x, x))
+            elif _is_array_like(x):
                 arr = x._data if isinstance(x, Tensor) else _array_of(x)
                 grad = isinstance(x, Tensor) and x.requires_grad
-                key.append((arr.shape, arr.dtype.num, grad))
+                key.append((arr.shape, arr.dtype.num) if not grad
+                           else (arr.shape, arr.dtype.num, True))
                 arrays.append((x, arr))
             else:
                 key.append(_static_key(x))

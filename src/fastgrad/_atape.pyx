@@ -278,6 +278,7 @@ cdef class ArrayTape:
     cdef int* leaf_type
     cdef Py_ssize_t* leaf_dims
     cdef object seed                  # ones like the root (implicit backward seed)
+    cdef char** leaf_grad_ptr         # per leaf: its .grad array's data (bound per backward)
     cdef object leaf_dtypes
     cdef object leaf_needs_grad       # list of bool
     cdef object buffers               # keeps the owned arrays alive
@@ -302,6 +303,7 @@ cdef class ArrayTape:
         PyMem_Free(self.leaf_ndim)
         PyMem_Free(self.leaf_type)
         PyMem_Free(self.leaf_dims)
+        PyMem_Free(self.leaf_grad_ptr)
 
     def _build(self, instrs, meta, slot_values, slot_grads, slot_bytes,
                leaf_slots, leaf_tensors, leaf_needs_grad, buffers, root_slot):
@@ -355,7 +357,9 @@ cdef class ArrayTape:
         self.leaf_type = <int*>PyMem_Malloc((self.n_leaves + 1) * sizeof(int))
         self.leaf_dims = <Py_ssize_t*>PyMem_Malloc(
             (self.n_leaves + 1) * MAX_LEAF_DIMS * sizeof(Py_ssize_t))
-        if self.leaf_ndim == NULL or self.leaf_type == NULL or self.leaf_dims == NULL:
+        self.leaf_grad_ptr = <char**>PyMem_Malloc((self.n_leaves + 1) * sizeof(char*))
+        if (self.leaf_ndim == NULL or self.leaf_type == NULL or self.leaf_dims == NULL
+                or self.leaf_grad_ptr == NULL):
             raise MemoryError("lower: out of memory")
         for i in range(self.n_leaves):
             shape = self.leaf_shapes[i]
@@ -425,10 +429,27 @@ cdef class ArrayTape:
                             f"{_describe_array(g)}; expected a writeable "
                             f"C-contiguous array of shape {arr.shape} and dtype "
                             f"{arr.dtype}, or None")
-                    self.gp[s] = _data_ptr(g)
+                    self.leaf_grad_ptr[i] = _data_ptr(g)
                 else:
-                    self.gp[s] = NULL
+                    self.leaf_grad_ptr[i] = NULL
         return 0
+
+    cdef void _accumulate_leaf_grads(self) noexcept nogil:
+        """leaf.grad += the gradient summed on the tape, once per backward."""
+        cdef int i, s
+        cdef Py_ssize_t j, n
+        for i in range(self.n_leaves):
+            if self.leaf_grad_ptr[i] == NULL:
+                continue
+            s = self.leaf_slot[i]
+            if self.leaf_type[i] == cnp.NPY_FLOAT32:
+                n = self.slot_bytes[s] // 4
+                for j in range(n):
+                    (<float*>self.leaf_grad_ptr[i])[j] += (<float*>self.gp[s])[j]
+            else:
+                n = self.slot_bytes[s] // 8
+                for j in range(n):
+                    (<double*>self.leaf_grad_ptr[i])[j] += (<double*>self.gp[s])[j]
 
     def forward(self, check=False):
         """Recompute every instruction from the leaves' current arrays.
@@ -490,17 +511,15 @@ cdef class ArrayTape:
                 if self.grad_owned[s] and self.gp[s] != NULL:
                     memset(self.gp[s], 0, self.slot_bytes[s])
             s = self.root_slot
-            if self.gp[s] != NULL and self.grad_owned[s]:
+            if self.gp[s] != NULL:
                 seed_ptr = _data_ptr(seed)
                 memcpy(self.gp[s], seed_ptr, self.slot_bytes[s])
-            elif self.gp[s] != NULL:
-                # The root is a leaf: its grad accumulates the seed.
-                self.root.grad += seed
             with nogil:
                 k = self.n_instr - 1
                 while k >= 0:
                     _backward_one(&self.ins[k], self.meta, self.vp, self.gp)
                     k -= 1
+                self._accumulate_leaf_grads()
         finally:
             self.busy = 0
 

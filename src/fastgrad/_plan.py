@@ -201,8 +201,15 @@ def plan_transpose(a, axes) -> Plan:
 
 def plan_getitem(a, key) -> Plan:
     """Basic indexing (ints, slices, None, Ellipsis) as a strided gather."""
-    probe = np.empty(tuple(a.shape), dtype=np.int8)
     index = key if isinstance(key, tuple) else (key,)
+    for k in index:
+        basic = (k is None or k is Ellipsis or isinstance(k, slice)
+                 or (isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))))
+        if not basic:
+            raise TypeError(
+                f"getitem: only basic indexing (integers, slices, None, ...) is supported "
+                f"on tensors, got {key!r}")
+    probe = np.empty(tuple(a.shape), dtype=np.int8)
     if not any(k is Ellipsis for k in index):
         index = index + (Ellipsis,)  # a full integer index then gives a 0-d view
     try:

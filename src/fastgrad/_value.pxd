@@ -16,8 +16,9 @@ cdef class Value:
     cdef Value b
     cdef double c
     cdef object _label
-    # Children and _op string given by a user who builds a node by hand
-    # (micrograd's Value(data, _children, _op)): kept for _prev/_op only.
+    # For a leaf: the (children, _op string) a user gave when building a node
+    # by hand (micrograd's Value(data, _children, _op)), kept for _prev/_op
+    # only.  For a pow_const node: the exponent object as written.
     cdef object _given
     # Scratch used by one traversal at a time (the GIL serialises them).
     cdef unsigned long long mark

@@ -8,6 +8,13 @@ graph of Values cannot form a cycle) and deallocates deep chains iteratively
 """
 
 cimport cython
+from cpython.mem cimport PyMem_Realloc
+from cpython.ref cimport PyObject
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject* o)
+    void Py_IncRef(PyObject* o)
+    void Py_DecRef(PyObject* o)
 from libc.math cimport isfinite, floor
 
 from fastgrad._kernels cimport (
@@ -105,9 +112,46 @@ cdef Value _pow(Value a, Value b, double c, bint const_exponent):
     return node(out, OP_POW, a, b, 0.0)
 
 
+# Freeing without recursion.  Dropping the last reference to the root of a
+# deep chain would free node after node recursively and overflow the C
+# stack.  Instead a dying Value hands its inputs that would die with it to
+# this stack, and the outermost deallocation releases them one at a time.
+# (CPython's trashcan mechanism needs the GC header that a no_gc type lacks.)
+# Only touched while the GIL is held and no Python code can run.
+cdef PyObject** _free_stack = NULL
+cdef Py_ssize_t _free_top = 0
+cdef Py_ssize_t _free_cap = 0
+cdef bint _freeing = False
+
+
+cdef inline bint _defer_free(PyObject* child) noexcept:
+    """Take over the reference to child if it is about to die; True on success.
+
+    Takes a raw pointer: passing the object would add a reference.
+    """
+    global _free_stack, _free_cap
+    cdef void* grown
+    if child == <PyObject*>None or Py_REFCNT(child) != 1:
+        return False
+    if _free_top == _free_cap:
+        grown = PyMem_Realloc(_free_stack, (2 * _free_cap + 256) * sizeof(PyObject*))
+        if grown == NULL:
+            return False    # out of memory: fall back to plain (recursive) freeing
+        _free_stack = <PyObject**>grown
+        _free_cap = 2 * _free_cap + 256
+    Py_IncRef(child)
+    _push_free(child)
+    return True
+
+
+cdef inline void _push_free(PyObject* p) noexcept:
+    global _free_top
+    _free_stack[_free_top] = p
+    _free_top += 1
+
+
 @cython.no_gc
 @cython.freelist(131072)
-@cython.trashcan(True)
 @cython.final
 cdef class Value:
     """A scalar in a differentiable expression graph.
@@ -122,6 +166,28 @@ cdef class Value:
     def __cinit__(self):
         self.dp = &self._d
         self.gp = &self._g
+
+    def __dealloc__(self):
+        global _freeing, _free_top
+        cdef PyObject* p
+        if _defer_free(<PyObject*>self.a):
+            self.a = None
+        if _defer_free(<PyObject*>self.b):
+            self.b = None
+        if _freeing:
+            return          # an outer deallocation is draining the stack
+        _freeing = True
+        while _free_top > 0:
+            _free_top -= 1
+            p = _free_stack[_free_top]
+            Py_DecRef(p)
+        _freeing = False
+
+    def __reduce__(self):
+        # Copy and pickle support: rebuild the node (and, recursively, its
+        # inputs) with inline storage.
+        return (_rebuild, (self.dp[0], self.gp[0], self._label, self.op, self.a,
+                           self.b, self.c, self._given))
 
     def __init__(self, data, _children=(), _op='', label=''):
         if not _is_number(data):
@@ -170,7 +236,7 @@ cdef class Value:
     @property
     def _prev(self):
         """The node's inputs, as a set (micrograd's attribute)."""
-        if self._given is not None:
+        if self.op == OP_LEAF and self._given is not None:
             return set(self._given[0])
         if self.b is not None:
             return {self.a, self.b}
@@ -181,12 +247,12 @@ cdef class Value:
     @property
     def _op(self):
         """micrograd's op string: '' for a leaf, '+', '*', '**2', 'ReLU', ..."""
-        if self._given is not None:
-            return self._given[1]
+        if self.op == OP_LEAF:
+            return self._given[1] if self._given is not None else ''
         s = _MICROGRAD_OP[self.op]
         if self.op == OP_POW_CONST:
-            c = self.c
-            return s.format(c=int(c) if c == int(c) else c)
+            # The exponent as the user wrote it (2 and 2.0 print differently).
+            return s.format(c=self._given if self._given is not None else self.c)
         return s
 
     @property
@@ -279,7 +345,9 @@ cdef class Value:
         if type(other) is Value or isinstance(other, Value):
             return _pow(self, <Value>other, 0.0, False)
         if _is_number(other):
-            return _pow(self, None, float(other), True)
+            out = _pow(self, None, float(other), True)
+            out._given = other
+            return out
         return NotImplemented
 
     def __rpow__(self, other, modulo):
@@ -358,6 +426,14 @@ cdef class Value:
         self.dp = &data[i]
         self.gp = &grad[i]
         self.owner = owner
+
+
+def _rebuild(double data, double grad, label, int op, Value a, Value b, double c, given):
+    cdef Value v = node(data, op, a, b, c)
+    v._g = grad
+    v._label = label
+    v._given = given
+    return v
 
 
 cdef Value _divide(Value a, Value b):

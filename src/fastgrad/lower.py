@@ -71,12 +71,16 @@ def _walk(root: Tensor, seen: set[int], order: list[Tensor]) -> None:
             order.append(node)
 
 
-def lower_tensor(root: Tensor, extra_roots: tuple = ()) -> ArrayTape:
+def lower_tensor(root: Tensor, extra_roots: tuple = (), *, own_values: bool = True) -> ArrayTape:
     """Plan buffers and emit the array program for the graph below root.
 
     extra_roots: more tensors whose graphs the forward sweep must also
     recompute (e.g. a compiled function's other outputs); backward starts
     from ``root``.
+    own_values: move every intermediate's data onto the tape (so the nodes
+    show each forward's values).  Eager ``Tensor.backward()`` passes False:
+    its throw-away tape reads the nodes' arrays where they are and leaves
+    them (and any other tape holding them) alone.
     """
     order = topological_order(root, *extra_roots)
     slot_of: dict[int, int] = {}
@@ -97,12 +101,16 @@ def lower_tensor(root: Tensor, extra_roots: tuple = ()) -> ArrayTape:
     n_nodes = len(order)
     scratch_slots: list[tuple[int, np.dtype, int]] = []  # (node index, dtype, size)
     for i, node in enumerate(order):
+        dt = node.dtype
+        if needs_grad[i]:
+            # Leaves too: a leaf's gradient is summed on the tape and added
+            # to its .grad once per backward (so a second backward doubles it
+            # exactly, however many times the leaf is used).
+            grad_sizes[dt] = grad_sizes.get(dt, 0) + node.size
         if node._op == _LEAF:
             continue
-        dt = node.dtype
-        sizes[dt] = sizes.get(dt, 0) + node.size
-        if needs_grad[i]:
-            grad_sizes[dt] = grad_sizes.get(dt, 0) + node.size
+        if own_values:
+            sizes[dt] = sizes.get(dt, 0) + node.size
         plan = node._attrs[-1]
         if plan.scratch:
             scratch_slots.append((i, dt, plan.scratch))
@@ -127,17 +135,23 @@ def lower_tensor(root: Tensor, extra_roots: tuple = ()) -> ArrayTape:
             leaf_slots.append(i)
             leaf_tensors.append(node)
             leaf_needs.append(needs_grad[i])
+            if needs_grad[i]:
+                slot_grads[i] = take(grad_arenas, grad_used, node.dtype, node.size, node.shape)
             continue
         dt = node.dtype
-        value = take(arenas, used, dt, node.size, node.shape)
-        value[...] = node._data
-        # The node's data now lives on the tape: forward() updates it.
-        node._data = value
+        if own_values:
+            value = take(arenas, used, dt, node.size, node.shape)
+            value[...] = node._data
+            # The node's data now lives on the tape: forward() updates it.
+            node._data = value
+        else:
+            value = node._data
         slot_values[i] = value
         if needs_grad[i]:
             grad = take(grad_arenas, grad_used, dt, node.size, node.shape)
             slot_grads[i] = grad
-            node.grad = grad
+            if own_values:
+                node.grad = grad
     scratch_of: dict[int, int] = {}
     for j, (i, dt, n) in enumerate(scratch_slots):
         s = n_nodes + j

@@ -277,8 +277,8 @@ class Tensor:
     def __array__(self, dtype=None, copy=None):
         _refuse_while_tracing("converting a tensor to a numpy array")
         if dtype is None:
-            return self._data
-        return self._data.astype(dtype)
+            return self._data.copy() if copy else self._data
+        return self._data.astype(dtype, copy=bool(copy) or dtype != self._data.dtype)
 
     def item(self) -> float | int:
         _refuse_while_tracing("t.item()")
@@ -473,9 +473,9 @@ class Tensor:
         if self._tape is not None:      # the output of a compiled function
             self._tape.backward(grad)
             return
-        from fastgrad.lower import lower
+        from fastgrad.lower import lower_tensor
 
-        lower(self).backward(grad)
+        lower_tensor(self, own_values=False).backward(grad)
 
     def zero_grad(self) -> None:
         if self.grad is not None:

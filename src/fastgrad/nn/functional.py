@@ -135,8 +135,11 @@ def hinge_loss(scores: Tensor, target, margin: float = 1.0, reduction: str = "me
 def binary_cross_entropy_with_logits(logits: Tensor, target, reduction: str = "mean") -> Tensor:
     """Sigmoid + binary cross-entropy, stable for any logits.
 
-    Computed as ``relu(x) - x * t + log(1 + exp(-|x|))``.
+    Computed as ``(x + |x|)/2 - x * t + log(1 + exp(-|x|))``: the first
+    term is relu(x) written so that its derivative at 0 (1/2) and that of
+    the last term (0) add up to the true derivative sigmoid(0) - t there.
     """
     x, t = _pair("binary_cross_entropy_with_logits", logits, target)
-    loss = x.relu() - x * t + ((-x.abs()).exp() + 1.0).log()
+    magnitude = x.abs()
+    loss = (x + magnitude) * 0.5 - x * t + ((-magnitude).exp() + 1.0).log()
     return _reduce(loss, reduction, "binary_cross_entropy_with_logits")

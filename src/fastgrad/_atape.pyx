@@ -566,13 +566,13 @@ cdef class ArrayTape:
                 "c": self.ins[k].c, "node": node, "inputs": node._inputs,
                 "shape": tuple(node.shape), "dtype": node.dtype, "meta": meta,
             })
-        arenas, grad_arenas = self.buffers
+        arenas, grad_arenas, values = self.buffers
         return {
             "kind": "tensor", "instructions": instrs, "leaves": list(self.leaf_tensors),
             "leaf_slots": [self.leaf_slot[k] for k in range(self.n_leaves)],
             "n_leaves": self.n_leaves, "n_slots": self.n_slots,
             "root_slot": self.root_slot,
-            "value_bytes": sum(a.nbytes for a in arenas.values()),
+            "value_bytes": sum(v.nbytes for v in values if v is not None),
             "grad_bytes": sum(a.nbytes for a in grad_arenas.values()),
             "n_nodes": len(self.nodes),
         }
@@ -590,7 +590,7 @@ cdef class ArrayTape:
 
     def nbytes(self):
         """Bytes of the value, gradient and scratch buffers the tape owns."""
-        arenas, grad_arenas = self.buffers
+        arenas, grad_arenas, _ = self.buffers
         return (sum(a.nbytes for a in arenas.values())
                 + sum(a.nbytes for a in grad_arenas.values()))
 

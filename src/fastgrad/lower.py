@@ -71,16 +71,18 @@ def _walk(root: Tensor, seen: set[int], order: list[Tensor]) -> None:
             order.append(node)
 
 
-def lower_tensor(root: Tensor, extra_roots: tuple = (), *, own_values: bool = True) -> ArrayTape:
+def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = True) -> ArrayTape:
     """Plan buffers and emit the array program for the graph below root.
 
     extra_roots: more tensors whose graphs the forward sweep must also
     recompute (e.g. a compiled function's other outputs); backward starts
     from ``root``.
-    own_values: move every intermediate's data onto the tape (so the nodes
-    show each forward's values).  Eager ``Tensor.backward()`` passes False:
-    its throw-away tape reads the nodes' arrays where they are and leaves
-    them (and any other tape holding them) alone.
+
+    Each intermediate's slot *is* the node's own array, so ``node.data``
+    shows every forward's values, and tapes that share nodes (a graph
+    lowered twice, or a metric lowered beside the loss) share that storage.
+    expose_grads: make each intermediate's ``.grad`` the tape's gradient
+    slot (eager ``Tensor.backward()`` passes False).
     """
     order = topological_order(root, *extra_roots)
     slot_of: dict[int, int] = {}
@@ -109,8 +111,6 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, own_values: bool = Tr
             grad_sizes[dt] = grad_sizes.get(dt, 0) + node.size
         if node._op == _LEAF:
             continue
-        if own_values:
-            sizes[dt] = sizes.get(dt, 0) + node.size
         plan = node._attrs[-1]
         if plan.scratch:
             scratch_slots.append((i, dt, plan.scratch))
@@ -139,18 +139,19 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, own_values: bool = Tr
                 slot_grads[i] = take(grad_arenas, grad_used, node.dtype, node.size, node.shape)
             continue
         dt = node.dtype
-        if own_values:
-            value = take(arenas, used, dt, node.size, node.shape)
-            value[...] = node._data
-            # The node's data now lives on the tape: forward() updates it.
-            node._data = value
-        else:
-            value = node._data
+        value = node._data
+        plan = node._attrs[-1]
+        if (type(value) is not np.ndarray or value.shape != tuple(plan.shape)
+                or not value.flags.c_contiguous or not value.flags.writeable):
+            raise ValueError(
+                f"lower: the {node._opname()} node{_label(node)} holds "
+                f"{getattr(value, 'shape', type(value).__name__)} data, but its op "
+                f"produces {tuple(plan.shape)} (was its .data replaced?)")
         slot_values[i] = value
         if needs_grad[i]:
             grad = take(grad_arenas, grad_used, dt, node.size, node.shape)
             slot_grads[i] = grad
-            if own_values:
+            if expose_grads:
                 node.grad = grad
     scratch_of: dict[int, int] = {}
     for j, (i, dt, n) in enumerate(scratch_slots):
@@ -179,8 +180,10 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, own_values: bool = Tr
         instr_node.append(node)
 
     tape = ArrayTape.__new__(ArrayTape)
+    # buffers: the tape's own arenas, and the node arrays its slots point at.
     tape._build(instrs, meta, slot_values, slot_grads, slot_bytes, leaf_slots,
-                leaf_tensors, leaf_needs, (arenas, grad_arenas), slot_of[id(root)])
+                leaf_tensors, leaf_needs, (arenas, grad_arenas, slot_values),
+                slot_of[id(root)])
     tape.root = root
     tape.nodes = order
     tape.node_slot = slot_of
@@ -188,5 +191,5 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, own_values: bool = Tr
     return tape
 
 
-def _symbol(op: int) -> str:
-    return BY_OPCODE[op].symbol
+def _label(node) -> str:
+    return f" '{node.label}'" if node.label else ""

@@ -475,7 +475,7 @@ class Tensor:
             return
         from fastgrad.lower import lower_tensor
 
-        lower_tensor(self, own_values=False).backward(grad)
+        lower_tensor(self, expose_grads=False).backward(grad)
 
     def zero_grad(self) -> None:
         if self.grad is not None:

@@ -6,6 +6,9 @@ replay the tape's compiled forward and backward sweeps step after step.
 """
 
 from fastgrad._version import __version__
+from fastgrad._preload import preload_cython_blas as _preload_cython_blas
+
+_preload_cython_blas()
 from fastgrad._value import Value
 from fastgrad._tape import Tape
 from fastgrad._atape import ArrayTape
@@ -15,11 +18,15 @@ from fastgrad.tensor import (
 from fastgrad.lower import lower
 from fastgrad.compile import compile, TracingError
 from fastgrad import nn, optim
+from fastgrad import viz
+from fastgrad.gradcheck import GradcheckError, gradcheck
+from fastgrad.explain import explain
 
 __all__ = [
     "__version__", "Value", "Tape", "ArrayTape", "lower",
     "Tensor", "tensor", "zeros", "ones", "full", "randn", "no_grad",
     "is_grad_enabled", "compile", "TracingError", "nn", "optim", "manual_seed",
+    "viz", "gradcheck", "GradcheckError", "explain",
 ]
 
 

@@ -39,6 +39,7 @@ __all__ = ["Tape", "lower_scalar", "eager_backward"]
 
 _SYMBOL = {op.opcode: op.symbol for op in BY_OPCODE.values()}
 _NAME = {op.opcode: op.name for op in BY_OPCODE.values()}
+_ARITY = {op.opcode: op.arity for op in BY_OPCODE.values()}
 
 # Largest graph a tape indexes with int32 slots.
 cdef Py_ssize_t MAX_NODES = 2**31 - 16
@@ -360,7 +361,7 @@ cdef class Tape:
             node = self.nodes[self.instr_node[k]]
             instrs.append({
                 "op": _NAME[self.op[k]], "out": self.out[k], "a": self.a[k],
-                "b": self.b[k] if self.op[k] != OP_DOT and self.b[k] >= 0 else None,
+                "b": self.b[k] if _ARITY[self.op[k]] == 2 else None,
                 "pairs": pairs, "c": self.cst[k], "node": node,
             })
         return {

@@ -94,5 +94,9 @@ setup(
         extensions,
         compiler_directives=directives,
         include_path=["src"],
+        # Cython regenerates a .c only when its .pyx/.pxd/.pxi are newer, not
+        # when the directives change: debug C (boundscheck on) goes to its own
+        # folder so switching FASTGRAD_DEBUG never compiles the other mode's C.
+        build_dir="build/cython-debug" if DEBUG else None,
     ),
 )

@@ -1,0 +1,59 @@
+"""Type stubs for fastgrad._atape (compiled from _atape.pyx): the tensor ArrayTape."""
+
+from collections.abc import Sequence
+from typing import Any, final
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from fastgrad.tensor import Tensor
+
+__all__ = ["ArrayTape", "eager_forward", "DTYPE_CODES"]
+
+# Kernel dtype codes: float64 -> 0, float32 -> 1, int64 -> 2.
+DTYPE_CODES: dict[np.dtype[Any], int]
+
+def eager_forward(
+    op: int,
+    dtype: int,
+    meta: ArrayLike,
+    c: float,
+    a: NDArray[Any],
+    b: NDArray[Any] | None,
+    out: NDArray[Any],
+    scratch: NDArray[Any] | None = None,
+) -> int: ...
+@final
+class ArrayTape:
+    """A lowered tensor graph (built by ``fastgrad.lower``; see fastgrad.tensor)."""
+
+    root: Tensor
+    nodes: list[Tensor]
+    node_slot: dict[int, int]
+    instr_node: list[Tensor]
+    def forward(self, check: bool = False) -> Tensor: ...
+    def backward(self, grad: Tensor | ArrayLike | None = None) -> None: ...
+    def zero_grad(self) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def leaves(self) -> list[Tensor]: ...
+    def stats(self) -> dict[str, Any]: ...
+    def value(self, node: Tensor) -> NDArray[Any]: ...
+    def nbytes(self) -> int: ...
+    # Private to fastgrad: lower.lower_tensor fills the program once; tools
+    # (viz, explain, stats) and tests read it.
+    def _build(
+        self,
+        instrs: Sequence[tuple[int, int, int, int, int, int, int, float]],
+        meta: Sequence[int],
+        slot_values: Sequence[NDArray[Any] | None],
+        slot_grads: Sequence[NDArray[Any] | None],
+        slot_bytes: Sequence[int],
+        leaf_slots: Sequence[int],
+        leaf_tensors: Sequence[Tensor],
+        leaf_needs_grad: Sequence[bool],
+        buffers: tuple[Any, ...],      # the owned arrays, kept alive by the tape
+        root_slot: int,
+    ) -> int: ...
+    def _program(self) -> dict[str, Any]: ...
+    def _instr(self, k: int) -> tuple[int, int, int, int, int, int]: ...

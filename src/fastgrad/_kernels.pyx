@@ -200,12 +200,14 @@ cdef void unary_backward(int op, Py_ssize_t n, const floating* a,
     # scalar backward kernel of _kernels.pxd.
     cdef Py_ssize_t j
     cdef double d
+    cdef floating g
     if op == OP_RELU:
         for j in range(n):
             # A select rather than a branch: the sign of a ReLU's output is
             # unpredictable, and a mispredicted branch per element costs more
             # than the whole loop body.
-            ga[j] += gout[j] if out[j] > 0 else <floating>0
+            g = gout[j]         # loaded unconditionally, so the select vectorises
+            ga[j] = ga[j] + (g if out[j] > 0 else <floating>0)
     elif op == OP_TANH:
         for j in range(n):
             d = 0.0

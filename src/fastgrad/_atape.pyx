@@ -64,6 +64,12 @@ cdef struct Instr:
     int scratch
     Py_ssize_t meta
     double c
+    int flags       # OVERWRITE_A / OVERWRITE_B: first writer of that gradient
+
+
+cdef enum:
+    OVERWRITE_A = 1
+    OVERWRITE_B = 2
 
 
 # -- one instruction ---------------------------------------------------------------
@@ -138,14 +144,18 @@ cdef void _backward_typed(Instr* ins, const Py_ssize_t* meta, char** vp,
     elif op == OP_MATMUL:
         batch = m[0]
         for i in range(batch):
+            # beta 0 where this product is the gradient's first writer
+            # (lowering then skips zeroing it), else accumulate.
             if ga != NULL:      # dA += dY @ Bᵀ   (rows x inner)
                 gemm(False, True, <int>m[1], <int>m[3], <int>m[2], <floating>1,
                      gout + i * m[1] * m[2], <int>m[2], b + i * m[5], <int>m[2],
-                     <floating>1, ga + i * m[4], <int>m[3])
+                     <floating>(0 if ins.flags & OVERWRITE_A else 1),
+                     ga + i * m[4], <int>m[3])
             if gb != NULL:      # dB += Aᵀ @ dY   (inner x cols)
                 gemm(True, False, <int>m[3], <int>m[2], <int>m[1], <floating>1,
                      a + i * m[4], <int>m[3], gout + i * m[1] * m[2], <int>m[2],
-                     <floating>1, gb + i * m[5], <int>m[2])
+                     <floating>(0 if ins.flags & OVERWRITE_B else 1),
+                     gb + i * m[5], <int>m[2])
     elif op == OP_SUM:
         nd = <int>m[0]
         sum_backward(nd, m + 1, gout, m + 1 + nd, ga)
@@ -306,7 +316,8 @@ cdef class ArrayTape:
         PyMem_Free(self.leaf_grad_ptr)
 
     def _build(self, instrs, meta, slot_values, slot_grads, slot_bytes,
-               leaf_slots, leaf_tensors, leaf_needs_grad, buffers, root_slot):
+               leaf_slots, leaf_tensors, leaf_needs_grad, buffers, root_slot,
+               skip_zero=None):
         """Fill the program (called once by fastgrad.lower).
 
         instrs: list of (op, dtype, out, a, b, scratch, meta_offset, c);
@@ -330,7 +341,7 @@ cdef class ArrayTape:
                 or self.leaf_slot == NULL):
             raise MemoryError("lower: out of memory")
         for i in range(n):
-            op, dt, out, a, b, scratch, moff, c = instrs[i]
+            op, dt, out, a, b, scratch, moff, c, flags = instrs[i]
             self.ins[i].op = op
             self.ins[i].dtype = dt
             self.ins[i].out = out
@@ -339,6 +350,7 @@ cdef class ArrayTape:
             self.ins[i].scratch = scratch
             self.ins[i].meta = moff
             self.ins[i].c = c
+            self.ins[i].flags = flags
         for i in range(len(meta)):
             self.meta[i] = meta[i]
         for i in range(self.n_slots):
@@ -346,7 +358,10 @@ cdef class ArrayTape:
             g = slot_grads[i]
             self.vp[i] = _data_ptr(v) if v is not None else NULL
             self.gp[i] = _data_ptr(g) if g is not None else NULL
-            self.grad_owned[i] = g is not None
+            # 2: owned, zeroed before each backward; 1: owned, overwritten by
+            # its first writer; 0: not owned.
+            self.grad_owned[i] = 0 if g is None else (
+                1 if skip_zero is not None and skip_zero[i] else 2)
             self.slot_bytes[i] = slot_bytes[i]
         for i in range(self.n_leaves):
             self.leaf_slot[i] = leaf_slots[i]
@@ -508,7 +523,7 @@ cdef class ArrayTape:
         try:
             self._bind_leaves(True)
             for s in range(self.n_slots):
-                if self.grad_owned[s] and self.gp[s] != NULL:
+                if self.grad_owned[s] == 2 and self.gp[s] != NULL:
                     memset(self.gp[s], 0, self.slot_bytes[s])
             s = self.root_slot
             if self.gp[s] != NULL:

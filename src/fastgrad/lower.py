@@ -21,6 +21,7 @@ from fastgrad.tensor import Tensor
 __all__ = ["lower", "Tape", "ArrayTape"]
 
 _LEAF = BY_NAME["leaf"].opcode
+_MATMUL = BY_NAME["matmul"].opcode
 
 
 def lower(root: Union[Value, Tensor], *, fuse: bool = True) -> Union[Tape, ArrayTape]:
@@ -175,15 +176,31 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
         b = slot_of[id(inputs[1])] if len(inputs) > 1 else -1
         offset = len(meta)
         meta.extend(int(m) for m in plan.meta)
-        instrs.append((node._op, DTYPE_CODES[node.dtype], i, a, b,
-                       scratch_of.get(i, -1), offset, float(plan.c)))
+        instrs.append([node._op, DTYPE_CODES[node.dtype], i, a, b,
+                       scratch_of.get(i, -1), offset, float(plan.c), 0])
         instr_node.append(node)
+
+    # A gradient slot whose first writer in the backward sweep is a GEMM
+    # needs no zeroing: that GEMM overwrites it (beta = 0) instead of adding.
+    # (Only un-batched products: a batch loop adds into the same slot.)
+    skip_zero = [False] * len(slot_grads)
+    written: set[int] = set()
+    for ins in reversed(instrs):
+        op, a, b = ins[0], ins[3], ins[4]
+        for position, slot in ((1, a), (2, b)):
+            if slot < 0 or slot_grads[slot] is None or slot in written:
+                continue
+            written.add(slot)
+            if op == _MATMUL and meta[ins[6]] == 1 and slot != slot_of[id(root)]:
+                ins[8] |= position
+                skip_zero[slot] = True
+    skip_zero[slot_of[id(root)]] = False     # the seed is copied in after zeroing
 
     tape = ArrayTape.__new__(ArrayTape)
     # buffers: the tape's own arenas, and the node arrays its slots point at.
-    tape._build(instrs, meta, slot_values, slot_grads, slot_bytes, leaf_slots,
-                leaf_tensors, leaf_needs, (arenas, grad_arenas, slot_values),
-                slot_of[id(root)])
+    tape._build([tuple(ins) for ins in instrs], meta, slot_values, slot_grads, slot_bytes,
+                leaf_slots, leaf_tensors, leaf_needs, (arenas, grad_arenas, slot_values),
+                slot_of[id(root)], skip_zero)
     tape.root = root
     tape.nodes = order
     tape.node_slot = slot_of

@@ -21,12 +21,13 @@ from fastgrad import nn, optim
 from fastgrad import viz
 from fastgrad.gradcheck import GradcheckError, gradcheck
 from fastgrad.explain import explain
+from fastgrad.serialization import load, save
 
 __all__ = [
     "__version__", "Value", "Tape", "ArrayTape", "lower",
     "Tensor", "tensor", "zeros", "ones", "full", "randn", "no_grad",
     "is_grad_enabled", "compile", "TracingError", "nn", "optim", "manual_seed",
-    "viz", "gradcheck", "GradcheckError", "explain",
+    "viz", "gradcheck", "GradcheckError", "explain", "save", "load",
 ]
 
 

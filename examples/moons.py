@@ -161,7 +161,7 @@ def run_tensor(args, X, y):
         value = loss.item()
         opt.zero_grad()
         loss.backward()
-        opt.defaults["lr"] = 1.0 - 0.9 * k / args.steps
+        opt.lr = 1.0 - 0.9 * k / args.steps
         opt.step()
         losses.append(value)
         if k == 0 and not args.eager:

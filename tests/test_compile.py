@@ -449,11 +449,25 @@ def test_rss_stays_flat_over_replayed_steps():
     assert step.cache_info().traces == 1
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an unhashable constant argument is keyed by "
-                                       "id(); once it is freed a new object can reuse the id "
-                                       "and replay the stale trace with the old constant")
-def test_unhashable_constant_argument_is_not_confused_with_a_freed_one():
+def test_unhashable_constant_argument_is_refused():
+    # A dict cannot be part of a signature by value, and keying it by id()
+    # would replay a stale trace once a new dict reuses a freed id.
     f = fg.compile(lambda x, cfg: (x * cfg["alpha"]).sum())
+    with pytest.raises(TypeError, match="hashable"):
+        f(np.ones(2), {"alpha": 0.1})
+
+
+def test_hashable_constants_are_part_of_the_signature():
+    f = fg.compile(lambda x, alpha: (x * alpha).sum())
     x = np.ones(2)
-    assert f(x, {"alpha": 0.1}).item() == 0.2
-    assert f(x, {"alpha": 0.5}).item() == 1.0
+    assert f(x, 0.1).item() == 0.2
+    assert f(x, 0.5).item() == 1.0
+    assert f.cache_info().traces == 2
+
+
+def test_trace_cache_is_bounded():
+    f = fg.compile(max_traces=3)(lambda x, alpha: (x * alpha).sum())
+    for k in range(10):
+        assert f(np.ones(2), float(k)).item() == 2.0 * k
+    assert f.cache_info().traces == 3
+    assert f(np.ones(2), 9.0).item() == 18.0     # the newest is still cached

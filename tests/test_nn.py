@@ -161,9 +161,6 @@ def test_backward_accumulates_and_zero_grad_resets():
     np.testing.assert_array_equal(lin.weight.grad, [[1.0], [2.0]])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Module.zero_grad only fills the arena when it "
-                                       "is intact, skipping parameters registered after "
-                                       "construction (not in the arena)")
 def test_zero_grad_covers_parameters_added_after_construction():
     lin = Linear(2, 3)
     lin.extra = Parameter(np.ones(2))

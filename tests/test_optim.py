@@ -366,9 +366,6 @@ def test_zero_grad_set_to_none_then_backward_then_step():
     np.testing.assert_allclose(model.bias.data, b0 - 0.1, rtol=1e-15)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: step() treats grad None as a zero gradient, so "
-                                       "momentum and weight decay still move the parameter; "
-                                       "torch.optim skips it")
 def test_grad_none_is_skipped_like_torch():
     """torch.optim skips a parameter whose grad is None (no momentum, no decay)."""
     torch = pytest.importorskip("torch")
@@ -474,9 +471,6 @@ def test_bad_hyper_parameters(make):
         make([fg.tensor(np.ones(2), requires_grad=True)])
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a NaN learning rate is accepted (lr < 0 is "
-                                       "False for NaN) and the first step makes every "
-                                       "parameter NaN; torch.optim.Adam rejects it")
 @pytest.mark.parametrize("cls", ["SGD", "Adam"])
 def test_nan_learning_rate_is_rejected(cls):
     with pytest.raises(ValueError):
@@ -524,8 +518,6 @@ def test_step_updates_in_place():
     assert all(p.data is a for p, a in zip(model.parameters(), arrays))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: after p.data = array the optimizer keeps "
-                                       "updating the arena buffer, not the live array")
 def test_step_sees_assigned_data():
     """``p.data = array`` replaces the live array: the next step must update it."""
     np.random.seed(17)
@@ -538,9 +530,6 @@ def test_step_sees_assigned_data():
     np.testing.assert_allclose(model.weight.data, np.full((3, 2), -0.1))
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an optimizer over a subset of a model's "
-                                       "parameters goes stale (its step silently updates "
-                                       "nothing) once another optimizer re-homes them")
 def test_optimizer_survives_another_optimizer_over_the_same_parameters():
     np.random.seed(18)
     model = fg.nn.MLP(2, [3, 1])
@@ -553,9 +542,6 @@ def test_optimizer_survives_another_optimizer_over_the_same_parameters():
     np.testing.assert_allclose(params[0].data, w0 - 0.1)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an optimizer over micrograd Values goes stale "
-                                       "(step updates nothing) once model.parameters_data() "
-                                       "re-packs the model's arena")
 def test_value_optimizer_survives_model_repack():
     from fastgrad.micrograd import MLP
 

@@ -64,21 +64,28 @@ def _is_array_like(x) -> bool:
     return isinstance(x, (Tensor, np.ndarray, list))
 
 
-def _static_key(x):
+def _static_key(x, position):
     try:
         hash(x)
     except TypeError:
-        return ("id", type(x), id(x))
-    return ("value", type(x), x)
+        raise TypeError(
+            f"compile: argument {position} is a {type(x).__name__}, which is neither an "
+            f"array nor hashable; a constant is part of the trace's signature, so pass "
+            f"it as a hashable value (number, string, tuple) or capture it in a closure"
+        ) from None
+    return (type(x), x)
 
 
 class CompiledFunction:
     """A function traced per input signature into replayable tapes."""
 
-    def __init__(self, fn: Callable[..., Any]):
+    def __init__(self, fn: Callable[..., Any], max_traces: int = 64):
         if not callable(fn):
             raise TypeError(f"compile: expected a function, got {type(fn).__name__}")
+        if max_traces < 1:
+            raise ValueError(f"compile: max_traces must be >= 1, got {max_traces}")
         self.fn = fn
+        self.max_traces = max_traces
         self._traces: dict[tuple, _Trace] = {}
         self._hits = 0
         self._misses = 0
@@ -110,7 +117,7 @@ class CompiledFunction:
                            else (arr.shape, arr.dtype.num, True))
                 arrays.append((x, arr))
             else:
-                key.append(_static_key(x))
+                key.append(_static_key(x, len(key)))
         for name in sorted(kwargs):
             x = kwargs[name]
             if _is_array_like(x):
@@ -119,7 +126,7 @@ class CompiledFunction:
                 key.append((name, arr.shape, arr.dtype.num, grad))
                 arrays.append((x, arr))
             else:
-                key.append((name, _static_key(x)))
+                key.append((name, _static_key(x, repr(name))))
         return tuple(key), arrays
 
     def __call__(self, *args, **kwargs):
@@ -188,17 +195,22 @@ class CompiledFunction:
         tape = lower_tensor(outputs[0], tuple(outputs[1:]))
         outputs[0]._tape = tape
         trace = _Trace(tape, inputs, result, outputs)
+        if len(self._traces) >= self.max_traces:
+            # Oldest first (dicts keep insertion order): e.g. a float argument
+            # that changes every call would otherwise grow the cache forever.
+            del self._traces[next(iter(self._traces))]
         self._traces[key] = trace
         return trace
 
 
-def compile(fn: Callable[..., Any] | None = None):
+def compile(fn: Callable[..., Any] | None = None, *, max_traces: int = 64):
     """Trace ``fn`` once per input signature into a tape, then replay it.
 
     Use as ``@fastgrad.compile`` (or ``fastgrad.compile(fn)``).  Array
     arguments (Tensors, numpy arrays, nested lists) become the tape's inputs;
     any other argument is a constant baked into the trace and part of the
-    signature (by value when hashable, else by identity).  The function must
+    signature, so it must be hashable (a number, string, tuple, module...).
+    At most ``max_traces`` signatures are kept (oldest dropped first).  The function must
     return a Tensor or a tuple of Tensors; the first one is the one whose
     ``.backward()`` runs the tape's reverse sweep.
 
@@ -208,5 +220,5 @@ def compile(fn: Callable[..., Any] | None = None):
     ``float(t)``, ``t.item()``, ``if t > 0:``) raises TracingError.
     """
     if fn is None:
-        return CompiledFunction
-    return CompiledFunction(fn)
+        return functools.partial(CompiledFunction, max_traces=max_traces)
+    return CompiledFunction(fn, max_traces=max_traces)

@@ -25,22 +25,32 @@ class _ValueParams:
     """micrograd-style scalar parameters, viewed through their arena arrays."""
 
     def __init__(self, params: list[Value]):
-        from fastgrad.micrograd import ParameterArena, _ARENA_OF_BUFFER
+        from fastgrad.micrograd import _ARENA_OF_BUFFER
 
         arena = _ARENA_OF_BUFFER.get(id(params[0]._home)) if params[0]._home is not None else None
-        if arena is None or not arena.valid or arena.params != params:
-            arena = ParameterArena(params)
-        self.arena = arena
         self.params = params
+        self.arena = arena if arena is not None and arena.valid and arena.params == params \
+            else self._pack()
+
+    def _pack(self):
+        from fastgrad.micrograd import ParameterArena
+
+        return ParameterArena(self.params)
 
     def buffers(self):
+        if not self.arena.valid:        # another arena took the parameters: take them back
+            self.arena = self._pack()
         return [(self.arena.data, self.arena.grad)]
 
     def zero_grad(self) -> None:
+        self.buffers()
         self.arena.grad.fill(0)
 
-    def sync_grads(self) -> None:
-        pass
+    def sync_grads(self) -> list[int]:
+        return []
+
+    def slices(self, i: int):
+        return 0, i, i + 1
 
 
 class _TensorParams:
@@ -49,13 +59,27 @@ class _TensorParams:
         self.params = params
 
     def buffers(self):
+        if not self.arena.intact():
+            # A parameter moved (another optimizer or module packed it, or its
+            # shape changed): bring them all home again.
+            shapes = [p.shape for p in self.params]
+            if shapes != [v.shape for v in self.arena.data_views]:
+                raise ValueError("optimizer: a parameter changed shape; create a new optimizer")
+            self.arena = TensorArena(self.params)
         return [(self.arena.data[dt], self.arena.grad[dt]) for dt in self.arena.data]
 
     def zero_grad(self) -> None:
+        self.buffers()
         self.arena.zero_grad()
 
-    def sync_grads(self) -> None:
-        self.arena.sync_grads()
+    def sync_grads(self) -> list[int]:
+        self.buffers()
+        return self.arena.sync_grads()
+
+    def slices(self, i: int):
+        """(buffer index, start, stop) of parameter i within buffers()."""
+        dt, start, stop = self.arena.ranges[i]
+        return list(self.arena.data).index(dt), start, stop
 
 
 class Optimizer:
@@ -83,6 +107,36 @@ class Optimizer:
     @property
     def params(self) -> list:
         return self._group.params
+
+    @property
+    def lr(self) -> float:
+        """The learning rate (settable between steps, e.g. for a schedule)."""
+        return self.defaults["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not value >= 0:
+            raise ValueError(f"{type(self).__name__}: invalid learning rate {value}")
+        self.defaults["lr"] = float(value)
+
+    def _run(self, kernel) -> None:
+        """Call kernel(buffer index, (data, grad), state slices...) over all
+        parameters -- one call per buffer, or per parameter slice for the
+        parameters that have a gradient when some have none (grad None:
+        skipped, as torch.optim does)."""
+        missing = self._group.sync_grads()
+        buffers = self._group.buffers()
+        if not missing:
+            for k, pair in enumerate(buffers):
+                kernel(k, pair, slice(None))
+            return
+        skip = set(missing)
+        for i in range(len(self._group.params)):
+            if i in skip:
+                continue
+            k, start, stop = self._group.slices(i)
+            data, grad = buffers[k]
+            kernel(k, (data[start:stop], grad[start:stop]), slice(start, stop))
 
     def zero_grad(self, set_to_none: bool = False) -> None:
         """Zero all gradients in place (one fill per buffer)."""
@@ -131,10 +185,11 @@ class SGD(Optimizer):
 
     def __init__(self, params, lr: float, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False):
-        if lr < 0:
+        if not lr >= 0:
             raise ValueError(f"SGD: invalid learning rate {lr}")
-        if momentum < 0 or weight_decay < 0:
-            raise ValueError("SGD: momentum and weight_decay must be >= 0")
+        if not (momentum >= 0 and weight_decay >= 0 and dampening >= 0):
+            raise ValueError(f"SGD: momentum, dampening and weight_decay must be >= 0, got "
+                             f"{momentum}, {dampening}, {weight_decay}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("SGD: Nesterov momentum needs momentum > 0 and dampening 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
@@ -143,11 +198,15 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         d = self.defaults
-        self._group.sync_grads()
         first = self.state["step"] == 0
-        for (data, grad), buf in zip(self._group.buffers(), self.state["momentum_buffer"]):
-            sgd_step(data, grad, buf, d["lr"], d["momentum"], d["dampening"],
+        buffers = self.state["momentum_buffer"]
+
+        def kernel(k, pair, part):
+            data, grad = pair
+            sgd_step(data, grad, buffers[k][part], d["lr"], d["momentum"], d["dampening"],
                      d["weight_decay"], d["nesterov"], first)
+
+        self._run(kernel)
         self.state["step"] += 1
 
 
@@ -159,7 +218,7 @@ class Adam(Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0):
         b1, b2 = betas
-        if lr < 0 or eps < 0 or not (0 <= b1 < 1 and 0 <= b2 < 1) or weight_decay < 0:
+        if not (lr >= 0 and eps >= 0 and 0 <= b1 < 1 and 0 <= b2 < 1 and weight_decay >= 0):
             raise ValueError(f"{type(self).__name__}: invalid hyper-parameters lr={lr}, "
                              f"betas={betas}, eps={eps}, weight_decay={weight_decay}")
         super().__init__(params, dict(lr=lr, betas=(b1, b2), eps=eps, weight_decay=weight_decay))
@@ -168,13 +227,16 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         d = self.defaults
-        self._group.sync_grads()
         self.state["step"] += 1
         b1, b2 = d["betas"]
-        for (data, grad), m, v in zip(self._group.buffers(), self.state["exp_avg"],
-                                      self.state["exp_avg_sq"]):
-            adam_step(data, grad, m, v, d["lr"], b1, b2, d["eps"], d["weight_decay"],
-                      self.state["step"], self._decoupled)
+        step, m, v = self.state["step"], self.state["exp_avg"], self.state["exp_avg_sq"]
+
+        def kernel(k, pair, part):
+            data, grad = pair
+            adam_step(data, grad, m[k][part], v[k][part], d["lr"], b1, b2, d["eps"],
+                      d["weight_decay"], step, self._decoupled)
+
+        self._run(kernel)
 
 
 class AdamW(Adam):

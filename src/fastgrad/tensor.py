@@ -247,9 +247,19 @@ class Tensor:
 
     @data.setter
     def data(self, value) -> None:
+        """Assign new data.  Same shape: copied into the tensor's array, which
+        keeps its home (a module's arena, an optimizer's view, every tape that
+        reads it).  Another shape: the tensor takes a new array (tapes lowered
+        with the old shape then refuse to run)."""
         arr = np.asarray(getattr(value, "_data", value))
-        self._data = np.array(arr, dtype=self._data.dtype, order="C", copy=True) \
-            if arr.dtype != self._data.dtype or not arr.flags.c_contiguous else arr
+        if arr.dtype.kind not in "fiub":
+            raise TypeError(f"Tensor.data: expected numbers, got an array of dtype {arr.dtype}")
+        current = self._data
+        if arr.shape == current.shape and current.flags.writeable:
+            if arr is not current:
+                np.copyto(current, arr, casting="unsafe")
+            return
+        self._data = np.array(arr, dtype=current.dtype, order="C", copy=True)
 
     @property
     def shape(self) -> tuple[int, ...]:

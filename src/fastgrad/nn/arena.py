@@ -42,11 +42,14 @@ class TensorArena:
         self.grad: dict[np.dtype, np.ndarray] = {dt: np.zeros(n, dtype=dt) for dt, n in sizes.items()}
         offsets = dict.fromkeys(sizes, 0)
         self.grad_views: list[np.ndarray] = []
+        self.data_views: list[np.ndarray] = []
+        self.ranges: list[tuple[np.dtype, int, int]] = []
         for p in self.params:
             dt = p.dtype
             start = offsets[dt]
             stop = start + p.size
             offsets[dt] = stop
+            self.ranges.append((dt, start, stop))
             view = self.data[dt][start:stop].reshape(p.shape)
             view[...] = p._data
             gview = self.grad[dt][start:stop].reshape(p.shape)
@@ -55,6 +58,7 @@ class TensorArena:
             p._data = view
             p.grad = gview
             self.grad_views.append(gview)
+            self.data_views.append(view)
         for buf in self.data.values():
             _BY_BUFFER[id(buf)] = self
 
@@ -75,23 +79,30 @@ class TensorArena:
         return self.intact()
 
     def intact(self) -> bool:
-        for p in self.params:
-            base = p._data.base
-            if base is None or _BY_BUFFER.get(id(base)) is not self:
+        """Whether every tensor's data still lives here (identity checks only)."""
+        for p, view in zip(self.params, self.data_views):
+            if p._data is not view:
                 return False
         return True
 
-    def sync_grads(self) -> None:
-        """Bring gradients set elsewhere (``p.grad = ...`` or None) back home."""
-        for p, view in zip(self.params, self.grad_views):
+    def sync_grads(self) -> list[int]:
+        """Bring gradients set elsewhere (``p.grad = array``) back home.
+
+        Returns the indices of tensors whose grad is None (no gradient this
+        step): their home grad is zeroed, and callers may skip them.
+        """
+        missing = []
+        for i, (p, view) in enumerate(zip(self.params, self.grad_views)):
             g = p.grad
             if g is view:
                 continue
             if g is None:
                 view[...] = 0
-            else:
-                view[...] = g
+                missing.append(i)
+                continue
+            view[...] = g
             p.grad = view
+        return missing
 
     def zero_grad(self) -> None:
         for buf in self.grad.values():

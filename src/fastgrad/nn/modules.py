@@ -25,6 +25,11 @@ __all__ = ["Parameter", "Module", "Linear", "MLP", "Sequential", "ReLU", "Tanh",
 
 _building = threading.local()
 
+# Bumped whenever any module registers a parameter: a module's arena covers
+# its parameters only if nothing was registered since it packed (else it
+# checks, and re-packs if it has to).
+_registrations = [0]
+
 
 def Parameter(data, dtype=None, label: str | None = None) -> Tensor:
     """A leaf tensor that requires grad (what modules register as parameters)."""
@@ -79,6 +84,7 @@ class Module:
         modules.pop(name, None)
         if isinstance(value, Tensor) and value.requires_grad and value.is_leaf:
             params[name] = value
+            _registrations[0] += 1
         elif isinstance(value, Module):
             modules[name] = value
         object.__setattr__(self, name, value)
@@ -135,20 +141,30 @@ class Module:
         params = self.parameters()
         arena = TensorArena(params) if params else None
         object.__setattr__(self, "_arena", arena)
+        object.__setattr__(self, "_packed_at", _registrations[0])
         return arena
+
+    def _arena_covers_parameters(self) -> bool:
+        arena = self._arena
+        if arena is None or not arena.intact():
+            return False
+        if self.__dict__.get("_packed_at") == _registrations[0]:
+            return True
+        if arena.owns(self.parameters()):
+            object.__setattr__(self, "_packed_at", _registrations[0])
+            return True
+        return False
 
     def zero_grad(self, set_to_none: bool = False) -> None:
         """Zero every parameter's grad in place (one fill per dtype when packed)."""
-        params = self.parameters() if self._arena is None or set_to_none else None
         if set_to_none:
-            for p in params:
+            for p in self.parameters():
                 p.grad = None
             return
-        arena = self._arena
-        if arena is not None and arena.intact():
-            arena.zero_grad()
+        if self._arena_covers_parameters():
+            self._arena.zero_grad()
             return
-        for p in params if params is not None else self.parameters():
+        for p in self.parameters():
             if p.grad is not None:
                 p.grad[...] = 0
 

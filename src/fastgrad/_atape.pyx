@@ -54,6 +54,9 @@ DTYPE_CODES = {np.dtype(np.float64): F64, np.dtype(np.float32): F32,
 cdef enum:
     MAX_LEAF_DIMS = 32
 
+# Marks a leaf (or its grad) as never bound yet.
+cdef object _UNBOUND = object()
+
 
 cdef struct Instr:
     int op
@@ -289,6 +292,8 @@ cdef class ArrayTape:
     cdef Py_ssize_t* leaf_dims
     cdef object seed                  # ones like the root (implicit backward seed)
     cdef char** leaf_grad_ptr         # per leaf: its .grad array's data (bound per backward)
+    cdef list leaf_seen               # per leaf: the array bound last time
+    cdef list leaf_seen_grad          # ... and its .grad
     cdef object leaf_dtypes
     cdef object leaf_needs_grad       # list of bool
     cdef object buffers               # keeps the owned arrays alive
@@ -366,6 +371,8 @@ cdef class ArrayTape:
         for i in range(self.n_leaves):
             self.leaf_slot[i] = leaf_slots[i]
         self.leaf_tensors = list(leaf_tensors)
+        self.leaf_seen = [_UNBOUND] * len(self.leaf_tensors)
+        self.leaf_seen_grad = [_UNBOUND] * len(self.leaf_tensors)
         self.leaf_shapes = [t._data.shape for t in leaf_tensors]
         self.leaf_dtypes = [t._data.dtype for t in leaf_tensors]
         self.leaf_ndim = <int*>PyMem_Malloc((self.n_leaves + 1) * sizeof(int))
@@ -383,6 +390,7 @@ cdef class ArrayTape:
                                  f"{MAX_LEAF_DIMS} dimensions")
             self.leaf_ndim[i] = len(shape)
             self.leaf_type[i] = self.leaf_dtypes[i].num
+            self.leaf_grad_ptr[i] = NULL
             for d in range(len(shape)):
                 self.leaf_dims[i * MAX_LEAF_DIMS + d] = shape[d]
         self.leaf_needs_grad = list(leaf_needs_grad)
@@ -418,35 +426,45 @@ cdef class ArrayTape:
         """Point the leaf slots at the leaves' current arrays (GIL held).
 
         Checks each leaf still has the shape and dtype it was lowered with
-        (C-level checks only: this runs before every sweep).
+        (C-level checks only: this runs before every sweep).  An array bound
+        last time is not checked again: the tape holds a reference to it, so
+        it cannot have been freed and replaced by another at the same place.
         """
         cdef int i, s
+        cdef list seen = self.leaf_seen
+        cdef list seen_grad = self.leaf_seen_grad
         for i in range(self.n_leaves):
             t = self.leaf_tensors[i]
             arr = t._data
-            if not self._matches(arr, i):
+            if arr is not seen[i]:
+                if not self._matches(arr, i):
+                    raise ValueError(
+                        f"tape: leaf {_name(t)} now holds "
+                        f"{_describe_array(arr)}; it was lowered with shape "
+                        f"{self.leaf_shapes[i]} and dtype {self.leaf_dtypes[i]} "
+                        f"(lower the graph again after changing shapes)")
+                s = self.leaf_slot[i]
+                self.vp[s] = _data_ptr(arr)
+                seen[i] = arr
+            if not grads:
+                continue
+            if not self.leaf_needs_grad[i]:
+                self.leaf_grad_ptr[i] = NULL
+                continue
+            g = t.grad
+            if g is seen_grad[i]:
+                continue
+            if g is None:
+                g = np.zeros(arr.shape, dtype=arr.dtype)
+                t.grad = g
+            elif not self._matches(g, i) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>g):
                 raise ValueError(
-                    f"tape: leaf {_name(t)} now holds "
-                    f"{_describe_array(arr)}; it was lowered with shape "
-                    f"{self.leaf_shapes[i]} and dtype {self.leaf_dtypes[i]} "
-                    f"(lower the graph again after changing shapes)")
-            s = self.leaf_slot[i]
-            self.vp[s] = _data_ptr(arr)
-            if grads:
-                if self.leaf_needs_grad[i]:
-                    g = t.grad
-                    if g is None:
-                        g = np.zeros(arr.shape, dtype=arr.dtype)
-                        t.grad = g
-                    elif not self._matches(g, i) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>g):
-                        raise ValueError(
-                            f"tape: leaf {_name(t)} has a .grad of "
-                            f"{_describe_array(g)}; expected a writeable "
-                            f"C-contiguous array of shape {arr.shape} and dtype "
-                            f"{arr.dtype}, or None")
-                    self.leaf_grad_ptr[i] = _data_ptr(g)
-                else:
-                    self.leaf_grad_ptr[i] = NULL
+                    f"tape: leaf {_name(t)} has a .grad of "
+                    f"{_describe_array(g)}; expected a writeable "
+                    f"C-contiguous array of shape {arr.shape} and dtype "
+                    f"{arr.dtype}, or None")
+            self.leaf_grad_ptr[i] = _data_ptr(g)
+            seen_grad[i] = g
         return 0
 
     cdef void _accumulate_leaf_grads(self) noexcept nogil:

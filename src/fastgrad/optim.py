@@ -20,6 +20,8 @@ from fastgrad.tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
+_ALL = slice(None)
+
 
 class _ValueParams:
     """micrograd-style scalar parameters, viewed through their arena arrays."""
@@ -59,21 +61,22 @@ class _TensorParams:
         self.params = params
 
     def buffers(self):
-        if not self.arena.intact():
+        arena = self.arena
+        if not arena.intact():
             # A parameter moved (another optimizer or module packed it, or its
             # shape changed): bring them all home again.
             shapes = [p.shape for p in self.params]
-            if shapes != [v.shape for v in self.arena.data_views]:
+            if shapes != [v.shape for v in arena.data_views]:
                 raise ValueError("optimizer: a parameter changed shape; create a new optimizer")
-            self.arena = TensorArena(self.params)
-        return [(self.arena.data[dt], self.arena.grad[dt]) for dt in self.arena.data]
+            arena = self.arena = TensorArena(self.params)
+        return arena.pairs
 
     def zero_grad(self) -> None:
         self.buffers()
         self.arena.zero_grad()
 
     def sync_grads(self) -> list[int]:
-        self.buffers()
+        self.buffers()          # re-homes first if a parameter moved
         return self.arena.sync_grads()
 
     def slices(self, i: int):
@@ -120,7 +123,7 @@ class Optimizer:
         self.defaults["lr"] = float(value)
 
     def _run(self, kernel) -> None:
-        """Call kernel(buffer index, (data, grad), state slices...) over all
+        """Call kernel(buffer index, (data, grad), state slice) over all
         parameters -- one call per buffer, or per parameter slice for the
         parameters that have a gradient when some have none (grad None:
         skipped, as torch.optim does)."""
@@ -128,7 +131,7 @@ class Optimizer:
         buffers = self._group.buffers()
         if not missing:
             for k, pair in enumerate(buffers):
-                kernel(k, pair, slice(None))
+                kernel(k, pair, _ALL)
             return
         skip = set(missing)
         for i in range(len(self._group.params)):
@@ -203,7 +206,8 @@ class SGD(Optimizer):
 
         def kernel(k, pair, part):
             data, grad = pair
-            sgd_step(data, grad, buffers[k][part], d["lr"], d["momentum"], d["dampening"],
+            buf = buffers[k] if part is _ALL else buffers[k][part]
+            sgd_step(data, grad, buf, d["lr"], d["momentum"], d["dampening"],
                      d["weight_decay"], d["nesterov"], first)
 
         self._run(kernel)
@@ -233,7 +237,8 @@ class Adam(Optimizer):
 
         def kernel(k, pair, part):
             data, grad = pair
-            adam_step(data, grad, m[k][part], v[k][part], d["lr"], b1, b2, d["eps"],
+            mk, vk = (m[k], v[k]) if part is _ALL else (m[k][part], v[k][part])
+            adam_step(data, grad, mk, vk, d["lr"], b1, b2, d["eps"],
                       d["weight_decay"], step, self._decoupled)
 
         self._run(kernel)

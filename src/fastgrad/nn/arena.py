@@ -61,6 +61,9 @@ class TensorArena:
             self.data_views.append(view)
         for buf in self.data.values():
             _BY_BUFFER[id(buf)] = self
+        # (data, grad) per dtype, in a fixed order (what optimizers iterate).
+        self.pairs: list[tuple[np.ndarray, np.ndarray]] = [
+            (self.data[dt], self.grad[dt]) for dt in self.data]
 
     def __len__(self) -> int:
         return len(self.params)

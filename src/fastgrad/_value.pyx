@@ -399,7 +399,7 @@ cdef class Value:
         """
         global _backward_impl
         if _backward_impl is None:
-            from fastgrad._tape import eager_backward
+            from fastgrad._scalar_lower import eager_backward
             _backward_impl = eager_backward
         _backward_impl(self)
 

@@ -13,7 +13,8 @@ from typing import Union
 import numpy as np
 
 from fastgrad._atape import DTYPE_CODES, ArrayTape
-from fastgrad._tape import Tape, lower_scalar
+from fastgrad._scalar_lower import lower_scalar
+from fastgrad._tape import Tape
 from fastgrad._value import Value
 from fastgrad.ops import BY_NAME, BY_OPCODE
 from fastgrad.tensor import Tensor

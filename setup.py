@@ -86,7 +86,7 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         include_dirs=[numpy.get_include()],
     )
-    for name in ("_value", "_tape", "_scalar_lower", "_kernels", "_blas", "_atape", "_optim")
+    for name in ("_value", "_tape", "_scalar_lower", "_kernels", "_blas", "_instr", "_atape", "_optim")
 ]
 
 setup(

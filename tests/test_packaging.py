@@ -27,7 +27,7 @@ import pytest
 import fastgrad
 
 ROOT = Path(__file__).resolve().parent.parent
-COMPILED = ("_value", "_tape", "_scalar_lower", "_atape", "_blas")  # modules with .pyi stubs
+COMPILED = ("_value", "_tape", "_scalar_lower", "_instr", "_atape", "_blas")  # with .pyi stubs
 GENERATED = re.compile(r"\.(c|cpp|so|pyd|html|o)$|_opcodes\.pxi$|_build_info\.py$")
 BUILD_TIMEOUT = 1200     # seconds: a full compile of the extensions on 2 cores
 
@@ -217,7 +217,7 @@ def test_wheel_builds_from_sdist(tmp_path):
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         build_info = zf.read("fastgrad/_build_info.py").decode()
-    for name in ("_value", "_tape", "_scalar_lower", "_kernels", "_blas", "_atape"):
+    for name in ("_value", "_tape", "_scalar_lower", "_kernels", "_blas", "_instr", "_atape"):
         assert any(re.fullmatch(rf"fastgrad/{name}\..*(so|pyd)", n) for n in names), name
     assert {"fastgrad/py.typed", "fastgrad/__main__.py"} <= names
     assert {f"fastgrad/{m}.pyi" for m in COMPILED} <= names

@@ -151,7 +151,6 @@ cdef inline void _push_free(PyObject* p) noexcept:
 
 
 @cython.no_gc
-@cython.freelist(131072)
 @cython.final
 cdef class Value:
     """A scalar in a differentiable expression graph.

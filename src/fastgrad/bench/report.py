@@ -1,0 +1,182 @@
+"""The markdown tables, the targets of issues 3, 4 and 5, and the JSON payload."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+from fastgrad.bench.harness import STEP_TOLERANCE, TOLERANCE, Result, fmt_time
+
+__all__ = ["format_table", "evaluate_targets", "format_targets", "to_json"]
+
+# (issue, what, workload, numerator, denominator, comparison, bound)
+#   "time<=":   numerator's time / denominator's time <= bound
+#   "speedup>=": denominator's time / numerator's time >= bound (numerator is micrograd)
+#   "abs<=":    numerator's time per unit <= bound seconds
+TARGETS = [
+    ("3", "scalar tape replay >= 1000x faster than micrograd GC off", "w1",
+     "micrograd_gc_off", "fastgrad_replay", "speedup>=", 1000.0),
+    ("3", "eager scalar >= 25x faster than micrograd GC off", "w1",
+     "micrograd_gc_off", "fastgrad_eager", "speedup>=", 25.0),
+    ("4", "per-op overhead, replayed forward <= 0.1 µs", "ops",
+     "fastgrad_tape_forward", None, "abs<=", 1e-7),
+    ("4", "per-op overhead, replayed backward <= 0.1 µs", "ops",
+     "fastgrad_tape_backward", None, "abs<=", 1e-7),
+    ("4", "W3 compiled step <= 0.85x numpy hand-written", "w3",
+     "fastgrad_compiled", "numpy", "time<=", 0.85),
+    ("4", "W4 compiled step <= 1.05x the 8 bare GEMMs", "w4",
+     "fastgrad_compiled", "fastgrad_gemms", "time<=", 1.05),
+    ("5", "W1 compiled step <= 0.2x numpy hand-written", "w1",
+     "fastgrad_compiled", "numpy", "time<=", 0.2),
+    ("5", "W1 compiled step <= 0.05x PyTorch eager", "w1",
+     "fastgrad_compiled", "torch", "time<=", 0.05),
+    ("5", "W2 compiled step <= 0.6x numpy hand-written", "w2",
+     "fastgrad_compiled", "numpy", "time<=", 0.6),
+    ("5", "W3 compiled step (+ SGD) <= 0.85x numpy hand-written", "w3",
+     "fastgrad_compiled", "numpy", "time<=", 0.85),
+]
+
+
+def _ratio(x: float) -> str:
+    if x != x:
+        return "—"
+    if x >= 100:
+        return f"{x:,.0f}×"
+    if x >= 10:
+        return f"{x:.1f}×"
+    return f"{x:.2f}×"
+
+
+def _check_cell(r: Result) -> str:
+    if r.status == "skipped":
+        how = f" — `{r.install}`" if r.install else ""
+        return f"skipped: {r.message}{how}"
+    if r.status in ("mismatch", "error"):
+        return r.message if r.status == "mismatch" else f"error: {r.message}"
+    if not r.engine.has_loss:
+        return "floor (no loss)"
+    err = r.check.get("rel_err")
+    return "ok" if err is None else f"ok ({err:.0e})"
+
+
+def _per_round_speedup(num: Result, den: Result) -> float:
+    """Median over rounds of num's time / den's time in the same round."""
+    other = dict(den.samples)
+    ratios = [s / other[k] for k, s in num.samples if other.get(k)]
+    return statistics.median(ratios) if ratios else math.nan
+
+
+def format_table(w, results: list[Result]) -> list[str]:
+    unit = w.unit
+    by_key = {r.engine.key: r for r in results}
+    mg = by_key.get("micrograd_gc_off") if w.key == "w1" else None
+    mg_ok = mg is not None and mg.timed
+    head = ["engine", f"median / {unit}", "IQR", "min – max", "× fastgrad"]
+    if w.key == "w1":
+        head.append("speed-up vs micrograd GC off")
+    head += ["first call", "loss check"]
+    lines = [f"### {w.key}: {w.title}", "",
+             "| " + " | ".join(head) + " |",
+             "|" + "|".join("---" if i in (0, len(head) - 1) else "---:"
+                            for i in range(len(head))) + "|"]
+    for r in results:
+        e = r.engine
+        name = f"**{e.label}**" if e.key == w.baseline else e.label
+        if r.timed:
+            s = r.stats
+            cells = [name, fmt_time(s["median"]), f"±{s['iqr_rel'] * 50:.1f}%",
+                     f"{fmt_time(s['min'])} – {fmt_time(s['max'])}", _ratio(s["ratio"])]
+            if w.key == "w1":
+                cells.append(_ratio(mg.stats["median"] / s["median"]) if mg_ok else "—")
+        else:
+            cells = [name, "—", "—", "—", "—"] + (["—"] if w.key == "w1" else [])
+        cells += [fmt_time(r.first_call_s) if r.first_call_s is not None else "",
+                  _check_cell(r)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    timed = [r for r in results if r.timed]
+    if timed:
+        batches = ", ".join(f"{r.engine.label.split(' (')[0]} {r.batch}" for r in timed)
+        lines.append(f"{len(timed[0].samples)} interleaved rounds; steps per timed batch: "
+                     f"{batches}. IQR is ± half the interquartile range relative to the "
+                     f"median; × fastgrad is this engine's median over fastgrad's "
+                     f"(bold row), measured in the same run.")
+    lines.append(f"Loss check: each engine's losses of its first two steps against "
+                 f"fastgrad's, relative tolerance {TOLERANCE[w.dtype]:g}, and the change of "
+                 f"the loss made by the first update, {STEP_TOLERANCE[w.dtype]:g} ({w.dtype}; "
+                 f"the cell shows the larger relative error of the losses).")
+    for r in results:
+        if r.engine.note and r.status == "ok":
+            lines.append(f"- {r.engine.note}")
+    lines.append("")
+    return lines
+
+
+def evaluate_targets(all_results: dict[str, list[Result]]) -> list[dict[str, Any]]:
+    out = []
+    for issue, what, wl, num_key, den_key, kind, bound in TARGETS:
+        entry: dict[str, Any] = {"issue": issue, "target": what, "workload": wl,
+                                 "value": None, "per_round": None, "met": None}
+        rows = {r.engine.key: r for r in all_results.get(wl, [])}
+        num, den = rows.get(num_key), rows.get(den_key) if den_key else None
+        if wl not in all_results:
+            entry["why"] = f"workload {wl} not run"
+        elif num is None or not num.timed or (den_key and (den is None or not den.timed)):
+            missing = [k for k, r in ((num_key, num), (den_key, den))
+                       if k and (r is None or not r.timed)]
+            entry["why"] = f"not measured ({', '.join(missing)} missing)"
+        elif kind == "abs<=":
+            entry["value"] = num.stats["median"]
+            entry["met"] = entry["value"] <= bound
+        elif kind == "speedup>=":
+            entry["value"] = num.stats["median"] / den.stats["median"]
+            entry["per_round"] = _per_round_speedup(num, den)
+            entry["met"] = entry["value"] >= bound
+        else:
+            entry["value"] = num.stats["median"] / den.stats["median"]
+            entry["per_round"] = _per_round_speedup(num, den)
+            entry["met"] = entry["value"] <= bound
+        entry["kind"], entry["bound"] = kind, bound
+        out.append(entry)
+    return out
+
+
+def format_targets(targets: list[dict[str, Any]]) -> list[str]:
+    lines = ["### Targets (issues 3, 4, 5)", "",
+             "| issue | target | measured | per-round median | verdict |",
+             "|---|---|---:|---:|---|"]
+    for t in targets:
+        if t["value"] is None:
+            measured, per, verdict = "—", "—", t.get("why", "not measured")
+        else:
+            if t["kind"] == "abs<=":
+                measured, per = fmt_time(t["value"]), "—"
+            elif t["kind"] == "speedup>=":
+                measured, per = f"{t['value']:,.0f}× faster", f"{t['per_round']:,.0f}×"
+            else:
+                measured, per = f"{t['value']:.3f}×", f"{t['per_round']:.3f}×"
+            verdict = "met" if t["met"] else "**not met**"
+        lines.append(f"| {t['issue']} | {t['target']} | {measured} | {per} | {verdict} |")
+    lines.append("")
+    return lines
+
+
+def to_json(w, results: list[Result]) -> dict[str, Any]:
+    engines = {}
+    for r in results:
+        e = r.engine
+        engines[e.key] = {
+            "label": e.label, "family": e.family, "status": r.status, "message": r.message,
+            "install": r.install, "baseline": e.key == w.baseline,
+            "losses": r.check.get("losses"), "loss_rel_err": r.check.get("rel_err"),
+            "step_change_rel_err": r.check.get("step_rel_err"),
+            "first_step_s": r.check.get("first_step_s"), "setup_s": e.setup_s,
+            "first_call_s": r.first_call_s, "batch": r.batch, "unit": w.unit,
+            "seconds_per_unit": r.stats or None,
+            "samples": [{"round": k, "seconds": s} for k, s in r.samples],
+            "note": e.note,
+        }
+    return {"title": w.title, "dtype": w.dtype, "unit": w.unit, "baseline": w.baseline,
+            "tolerance": TOLERANCE[w.dtype], "step_tolerance": STEP_TOLERANCE[w.dtype],
+            "engines": engines}

@@ -42,6 +42,14 @@ cdef void _sgd(Py_ssize_t n, floating* data, const floating* grad, floating* buf
                bint nesterov, bint first) noexcept nogil:
     cdef Py_ssize_t i
     cdef double d, b
+    cdef floating step = <floating>lr
+    if momentum == 0 and weight_decay == 0:
+        # Plain SGD: one multiply-subtract in the arrays' own precision, so
+        # the loop vectorises (the general loop below tests its options per
+        # element and computes in double).
+        for i in range(n):
+            data[i] = data[i] - step * grad[i]
+        return
     for i in range(n):
         d = grad[i]
         if weight_decay != 0:

@@ -10,19 +10,10 @@ from fastgrad.tensor import Tensor
 
 __all__ = ["ArrayTape", "eager_forward", "DTYPE_CODES"]
 
-# Kernel dtype codes: float64 -> 0, float32 -> 1, int64 -> 2.
-DTYPE_CODES: dict[np.dtype[Any], int]
+# Re-exported from the instruction executor.
+from fastgrad._instr import DTYPE_CODES as DTYPE_CODES
+from fastgrad._instr import eager_forward as eager_forward
 
-def eager_forward(
-    op: int,
-    dtype: int,
-    meta: ArrayLike,
-    c: float,
-    a: NDArray[Any],
-    b: NDArray[Any] | None,
-    out: NDArray[Any],
-    scratch: NDArray[Any] | None = None,
-) -> int: ...
 @final
 class ArrayTape:
     """A lowered tensor graph (built by ``fastgrad.lower``; see fastgrad.tensor)."""

@@ -83,7 +83,8 @@ extensions = [
         f"fastgrad.{name}",
         [f"src/fastgrad/{name}.pyx"],
         extra_compile_args=compile_args,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+        + ([("FASTGRAD_DEBUG", "1")] if DEBUG else []),
         include_dirs=[numpy.get_include()],
     )
     for name in ("_value", "_tape", "_scalar_lower", "_kernels", "_blas", "_instr", "_atape", "_optim")

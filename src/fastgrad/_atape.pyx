@@ -22,10 +22,19 @@ from libc.string cimport memcpy, memset
 
 import numpy as np
 
-from fastgrad._instr cimport Instr, forward_one, backward_one, data_ptr
+from fastgrad._instr cimport Instr, forward_one, backward_one, data_ptr, check_extents
+from fastgrad._kernels cimport leaf_grads_lock, leaf_grads_unlock
 from fastgrad._instr import DTYPE_CODES, eager_forward
 
 include "_opcodes.pxi"
+
+cdef extern from *:
+    """
+    #ifndef FASTGRAD_DEBUG
+    #define FASTGRAD_DEBUG 0
+    #endif
+    """
+    const int FASTGRAD_DEBUG    # 1 in a FASTGRAD_DEBUG=1 build (setup.py)
 
 cnp.import_array()
 
@@ -48,6 +57,7 @@ cdef class ArrayTape:
     cdef Instr* ins
     cdef int n_instr
     cdef Py_ssize_t* meta
+    cdef Py_ssize_t n_meta
     cdef int n_slots
     cdef char** vp
     cdef char** gp
@@ -67,7 +77,11 @@ cdef class ArrayTape:
     cdef object leaf_dtypes
     cdef object leaf_needs_grad       # list of bool
     cdef object buffers               # keeps the owned arrays alive
-    cdef public object root
+    cdef readonly object root
+    cdef object root_array            # the array the root slot computes into (None: a leaf)
+    cdef object root_shape            # the root's shape and dtype at lowering
+    cdef object root_dtype
+    cdef bint built                   # _build has run (a bare __new__ tape refuses to sweep)
     cdef public object nodes          # graph nodes, topological order
     cdef public object node_slot      # id(node) -> slot
     cdef public object instr_node     # per instruction: the node it computes
@@ -76,6 +90,10 @@ cdef class ArrayTape:
 
     def __cinit__(self):
         self.busy = 0
+        self.built = False
+
+    def __init__(self):
+        raise TypeError("ArrayTape cannot be created directly; use fastgrad.lower(root)")
 
     def __dealloc__(self):
         PyMem_Free(self.ins)
@@ -91,15 +109,18 @@ cdef class ArrayTape:
         PyMem_Free(self.leaf_grad_ptr)
 
     def _build(self, instrs, meta, slot_values, slot_grads, slot_bytes,
-               leaf_slots, leaf_tensors, leaf_needs_grad, buffers, root_slot,
-               skip_zero=None):
+               leaf_slots, leaf_tensors, leaf_needs_grad, buffers, root, root_slot,
+               skip_zero):
         """Fill the program (called once by fastgrad.lower).
 
-        instrs: list of (op, dtype, out, a, b, scratch, meta_offset, c);
-        slot_values / slot_grads: per slot an owned array or None (leaves,
-        and slots that need no gradient).
+        instrs: list of (op, dtype, out, a, b, scratch, meta_offset, c, flags);
+        slot_values / slot_grads: per slot an array or None (leaves, and
+        slots that need no gradient); skip_zero: per slot, its gradient is
+        overwritten by its first writer and needs no zeroing.
         """
         cdef Py_ssize_t i, n
+        if self.built:
+            raise RuntimeError("ArrayTape._build: the tape is already built")
         n = len(instrs)
         self.n_instr = <int>n
         self.ins = <Instr*>PyMem_Malloc((n + 1) * sizeof(Instr))
@@ -136,7 +157,7 @@ cdef class ArrayTape:
             # 2: owned, zeroed before each backward; 1: owned, overwritten by
             # its first writer; 0: not owned.
             self.grad_owned[i] = 0 if g is None else (
-                1 if skip_zero is not None and skip_zero[i] else 2)
+                1 if skip_zero[i] else 2)
             self.slot_bytes[i] = slot_bytes[i]
         for i in range(self.n_leaves):
             self.leaf_slot[i] = leaf_slots[i]
@@ -165,13 +186,44 @@ cdef class ArrayTape:
                 self.leaf_dims[i * MAX_LEAF_DIMS + d] = shape[d]
         self.leaf_needs_grad = list(leaf_needs_grad)
         self.buffers = buffers
+        self.root = root
         self.root_slot = root_slot
+        self.root_array = slot_values[root_slot]
+        self.root_shape = tuple(root._data.shape)
+        self.root_dtype = root._data.dtype
+        self.n_meta = len(meta)
+        self._verify()
+        self.built = True
+
+    cdef int _verify(self) except -1:
+        """Every instruction stays inside its slots (see _instr.check_extents).
+
+        Run once when the tape is built; a FASTGRAD_DEBUG=1 build runs it
+        before every sweep too.
+        """
+        cdef int k
+        for k in range(self.n_instr):
+            why = check_extents(&self.ins[k], self.meta, self.n_meta, self.slot_bytes,
+                                self.n_slots)
+            if why is not None:
+                raise RuntimeError(
+                    f"lower: internal error, instruction {k} "
+                    f"({_BY_OPCODE[self.ins[k].op].name}) {why}")
+        return 0
+
+    cdef int _check_built(self) except -1:
+        if not self.built:
+            raise RuntimeError("ArrayTape: this tape was never built; use fastgrad.lower(root)")
+        return 0
 
     cdef int _enter(self) except -1:
+        self._check_built()
         if self.busy:
             raise RuntimeError(
                 "Tape is already running in another thread: one tape is not "
                 "re-entrant (lower the graph once per thread instead)")
+        if FASTGRAD_DEBUG:
+            self._verify()
         self.busy = 1
         return 0
 
@@ -195,10 +247,13 @@ cdef class ArrayTape:
     cdef int _bind_leaves(self, bint grads) except -1:
         """Point the leaf slots at the leaves' current arrays (GIL held).
 
-        Checks each leaf still has the shape and dtype it was lowered with
-        (C-level checks only: this runs before every sweep).  An array bound
-        last time is not checked again: the tape holds a reference to it, so
-        it cannot have been freed and replaced by another at the same place.
+        Runs before every sweep and checks every binding again, because a
+        user may replace, resize or reshape a leaf's array (or its .grad)
+        between two calls: each must still be a C-contiguous ndarray of the
+        lowered shape and dtype (a .grad also writeable), and its data
+        pointer is read afresh.  C-level checks only, O(leaves).  The tape
+        keeps a reference to every array it bound, so none can be freed
+        while a nogil sweep reads it.
         """
         cdef int i, s
         cdef list seen = self.leaf_seen
@@ -206,30 +261,27 @@ cdef class ArrayTape:
         for i in range(self.n_leaves):
             t = self.leaf_tensors[i]
             arr = t._data
-            if arr is not seen[i]:
-                if not self._matches(arr, i):
-                    raise ValueError(
-                        f"tape: leaf {_name(t)} now holds "
-                        f"{_describe_array(arr)}; it was lowered with shape "
-                        f"{self.leaf_shapes[i]} and dtype {self.leaf_dtypes[i]} "
-                        f"(lower the graph again after changing shapes)")
-                s = self.leaf_slot[i]
-                self.vp[s] = data_ptr(arr)
-                seen[i] = arr
+            if not self._matches(arr, i):
+                raise ValueError(
+                    f"tape: leaf {_name(t, i)} now holds "
+                    f"{_describe_array(arr)}; it was lowered with shape "
+                    f"{self.leaf_shapes[i]} and dtype {self.leaf_dtypes[i]} "
+                    f"(lower the graph again after changing shapes)")
+            s = self.leaf_slot[i]
+            self.vp[s] = data_ptr(arr)
+            seen[i] = arr
             if not grads:
                 continue
             if not self.leaf_needs_grad[i]:
                 self.leaf_grad_ptr[i] = NULL
                 continue
             g = t.grad
-            if g is seen_grad[i]:
-                continue
             if g is None:
                 g = np.zeros(arr.shape, dtype=arr.dtype)
                 t.grad = g
             elif not self._matches(g, i) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>g):
                 raise ValueError(
-                    f"tape: leaf {_name(t)} has a .grad of "
+                    f"tape: leaf {_name(t, i)} has a .grad of "
                     f"{_describe_array(g)}; expected a writeable "
                     f"C-contiguous array of shape {arr.shape} and dtype "
                     f"{arr.dtype}, or None")
@@ -237,10 +289,23 @@ cdef class ArrayTape:
             seen_grad[i] = g
         return 0
 
+    cdef int _check_root(self) except -1:
+        """The root still holds the array its slot writes (O(1))."""
+        if self.root_array is not None and self.root._data is not self.root_array:
+            raise RuntimeError(
+                f"tape: the root{_label_of(self.root)} no longer holds the array the "
+                f"tape computes into (its data was replaced); lower the graph again")
+        return 0
+
     cdef void _accumulate_leaf_grads(self) noexcept nogil:
-        """leaf.grad += the gradient summed on the tape, once per backward."""
+        """leaf.grad += the gradient summed on the tape, once per backward.
+
+        Under the leaf-gradient lock: another tape sharing a leaf may be
+        adding into the same .grad from another thread.
+        """
         cdef int i, s
         cdef Py_ssize_t j, n
+        leaf_grads_lock()
         for i in range(self.n_leaves):
             if self.leaf_grad_ptr[i] == NULL:
                 continue
@@ -253,6 +318,7 @@ cdef class ArrayTape:
                 n = self.slot_bytes[s] // 8
                 for j in range(n):
                     (<double*>self.leaf_grad_ptr[i])[j] += (<double*>self.gp[s])[j]
+        leaf_grads_unlock()
 
     def forward(self, check=False):
         """Recompute every instruction from the leaves' current arrays.
@@ -265,6 +331,7 @@ cdef class ArrayTape:
         cdef Py_ssize_t bad = -1
         self._enter()
         try:
+            self._check_root()
             self._bind_leaves(False)
             with nogil:
                 for k in range(self.n_instr):
@@ -275,10 +342,11 @@ cdef class ArrayTape:
             self.busy = 0
         if bad >= 0:
             node = self.instr_node[k]
-            targets = node._inputs[1]._data
+            targets = node._inputs[1]._data.reshape(-1)
             raise IndexError(
-                f"cross_entropy{_label_of(node)}: target {int(targets.reshape(-1)[bad])} "
-                f"at row {bad} is out of range for {self.meta[self.ins[k].meta + 1]} classes")
+                f"cross_entropy{_label_of(node)}: target {int(targets[bad])} at row {bad} "
+                f"is out of range for {self.meta[self.ins[k].meta + 1]} classes "
+                f"(logits {tuple(node._inputs[0].shape)}, targets {tuple(targets.shape)})")
         if check:
             self._check_finite()
         return self.root
@@ -291,24 +359,21 @@ cdef class ArrayTape:
         """
         cdef int k, s
         cdef char* seed_ptr
-        root_data = self.root._data
+        self._check_built()
+        shape = self.root_shape
         if grad is None:
-            if root_data.size != 1:
-                raise RuntimeError(
-                    f"backward: grad can be implicitly created only for a tensor "
-                    f"with one element; the root has shape {root_data.shape} "
-                    f"(pass grad=)")
             if self.seed is None:
-                self.seed = np.ones(root_data.shape, dtype=root_data.dtype)
+                if _size(shape) != 1:
+                    raise RuntimeError(
+                        f"backward: grad can be implicitly created only for a tensor "
+                        f"with one element; the root has shape {shape} (pass grad=)")
+                self.seed = np.ones(shape, dtype=self.root_dtype)
             seed = self.seed
         else:
-            seed = np.array(getattr(grad, "_data", grad), dtype=root_data.dtype, order="C")
-            if seed.shape != root_data.shape:
-                raise ValueError(
-                    f"backward: grad has shape {seed.shape}, but the root has shape "
-                    f"{root_data.shape}")
+            seed = _seed_array(grad, shape, self.root_dtype)
         self._enter()
         try:
+            self._check_root()
             self._bind_leaves(True)
             for s in range(self.n_slots):
                 if self.grad_owned[s] == 2 and self.gp[s] != NULL:
@@ -328,6 +393,7 @@ cdef class ArrayTape:
 
     def zero_grad(self):
         """Zero (in place) the .grad of every leaf that requires grad."""
+        self._check_built()
         for i in range(self.n_leaves):
             if self.leaf_needs_grad[i]:
                 g = self.leaf_tensors[i].grad
@@ -349,12 +415,14 @@ cdef class ArrayTape:
 
     @property
     def leaves(self):
+        self._check_built()
         return list(self.leaf_tensors)
 
     def _program(self):
         """The program as Python lists (for statistics, drawings and tests)."""
         cdef int k
         cdef Py_ssize_t j, start
+        self._check_built()
         instrs = []
         for k in range(self.n_instr):
             node = self.instr_node[k]
@@ -387,17 +455,21 @@ cdef class ArrayTape:
 
     def value(self, node):
         """The current value of any node of the graph (its live array)."""
+        self._check_built()
         if id(node) not in self.node_slot:
             raise ValueError(f"ArrayTape.value: the tensor is not a node of this tape's graph")
         return node._data
 
     def nbytes(self):
         """Bytes of the value, gradient and scratch buffers the tape owns."""
+        self._check_built()
         arenas, grad_arenas, _ = self.buffers
         return (sum(a.nbytes for a in arenas.values())
                 + sum(a.nbytes for a in grad_arenas.values()))
 
     def __repr__(self):
+        if not self.built:
+            return "<ArrayTape: not built>"
         counts = {}
         for node in self.instr_node:
             name = node._opname()
@@ -410,6 +482,7 @@ cdef class ArrayTape:
                 f"{tuple(root.shape)} {root.dtype}>")
 
     def __str__(self):
+        self._check_built()
         lines = [repr(self)]
         for i in range(self.n_leaves):
             t = self.leaf_tensors[i]
@@ -431,10 +504,6 @@ cdef class ArrayTape:
                          f"{_comment(node)}")
         return "\n".join(lines)
 
-    def _instr(self, int k):
-        """(op, dtype, out, a, b, scratch) of instruction k, for listings."""
-        cdef Instr* i = &self.ins[k]
-        return (i.op, i.dtype, i.out, i.a, i.b, i.scratch)
 
 
 from fastgrad.ops import BY_OPCODE as _BY_OPCODE
@@ -448,14 +517,33 @@ cdef str _comment(t):
     return f"  # {label}" if label else ""
 
 
-cdef str _name(t):
+cdef str _name(t, int i):
     label = getattr(t, "label", None)
-    return repr(label) if label else f"of shape {t._data.shape}"
+    return repr(label) if label else f"#{i} (unlabelled)"
 
 
 cdef str _label_of(node):
     label = getattr(node, "label", None)
     return f" '{label}'" if label else ""
+
+
+cdef Py_ssize_t _size(shape):
+    cdef Py_ssize_t n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+cdef object _seed_array(grad, tuple shape, dtype):
+    """grad= of backward() as a fresh C-contiguous array of the root's shape and dtype."""
+    arr = np.asarray(getattr(grad, "_data", grad))
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(
+            f"backward: grad must be real numbers, got an array of dtype {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(
+            f"backward: grad has shape {arr.shape}, but the root has shape {shape}")
+    return np.array(arr, dtype=dtype, order="C", copy=True)
 
 
 cdef str _describe_array(arr):

@@ -34,3 +34,8 @@ cdef void backward_one(Instr* ins, const Py_ssize_t* meta, char** vp,
                        char** gp) noexcept nogil
 
 cdef char* data_ptr(object arr)
+
+# None when every byte the instruction touches lies inside its slots
+# (slot_bytes per slot), else a description of what would overrun.
+cdef str check_extents(Instr* ins, const Py_ssize_t* meta, Py_ssize_t n_meta,
+                       const Py_ssize_t* slot_bytes, int n_slots)

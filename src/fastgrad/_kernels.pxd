@@ -229,21 +229,36 @@ cdef void log_softmax_backward(Py_ssize_t rows, Py_ssize_t cols,
                                const floating* out, const floating* gout,
                                floating* ga) noexcept nogil
 
-# Cross-entropy of logits (rows x cols) against integer targets (validated
-# in range when the tape runs them: out-of-range targets make the kernel
-# return the first bad row, >= 0, without reading out of bounds; -1 = ok).
+# Cross-entropy of logits (rows x cols) against integer targets.  The
+# forward checks every target before reading with it: an out-of-range one
+# makes it return that row (>= 0) having written nothing; -1 = ok.  It then
+# copies the targets into `kept`, the tape's own buffer, so the backward
+# indexes with exactly the targets the forward validated and used, whatever
+# the user does to their array in between.
 # reduction: 0 none (out has rows entries), 1 mean, 2 sum (out has 1).
 # prob: scratch rows x cols, the softmax, kept for the backward.
 cdef Py_ssize_t cross_entropy_forward(Py_ssize_t rows, Py_ssize_t cols,
-                                      const floating* logits,
-                                      const int64_t* targets,
-                                      floating* prob, floating* out,
+                                      const floating* logits,       # IN
+                                      const int64_t* targets,       # IN
+                                      floating* prob,               # OUT
+                                      int64_t* kept,                # OUT
+                                      floating* out,                # OUT
                                       int reduction) noexcept nogil
 cdef void cross_entropy_backward(Py_ssize_t rows, Py_ssize_t cols,
-                                 const floating* prob,
-                                 const int64_t* targets,
-                                 const floating* gout,
-                                 floating* glogits, int reduction) noexcept nogil
+                                 const floating* prob,              # IN
+                                 const int64_t* kept,               # IN
+                                 const floating* gout,              # IN
+                                 floating* glogits,                 # INOUT
+                                 int reduction) noexcept nogil
+
+# The scratch of a cross-entropy: prob (rows x cols), then the kept targets
+# at the next 8-byte boundary.  `scratch` must be 8-byte aligned.
+cdef int64_t* cross_entropy_kept(floating* scratch, Py_ssize_t rows,
+                                 Py_ssize_t cols) noexcept nogil
+
+# The lock held while a tape adds its summed leaf gradients into the leaves.
+cdef void leaf_grads_lock() noexcept nogil
+cdef void leaf_grads_unlock() noexcept nogil
 
 # Elementwise dtype conversion and its adjoint.
 cdef void cast_forward_f32_f64(Py_ssize_t n, const float* a, double* out) noexcept nogil

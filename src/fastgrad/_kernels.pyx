@@ -10,7 +10,45 @@ from libc.math cimport exp, log, INFINITY
 from libc.string cimport memset
 from libc.stdint cimport int64_t
 
+from cpython.pythread cimport (
+    PyThread_type_lock, PyThread_allocate_lock, PyThread_acquire_lock,
+    PyThread_release_lock, WAIT_LOCK,
+)
+
 include "_opcodes.pxi"
+
+cdef extern from *:
+    """
+    /* C assert in a FASTGRAD_DEBUG=1 build (setup.py defines FASTGRAD_DEBUG
+       and undefines NDEBUG); nothing in a release build. */
+    #ifdef FASTGRAD_DEBUG
+    #include <assert.h>
+    #define debug_assert(x) assert(x)
+    #else
+    #define debug_assert(x) ((void)0)
+    #endif
+    """
+    void debug_assert(bint) noexcept nogil
+
+
+# -- leaf gradients shared between tapes ---------------------------------------
+#
+# Every tape sums a leaf's gradient in its own buffer and adds it to the
+# leaf's .grad once per backward.  Tapes that share a leaf may run in
+# different threads, so those additions hold this one lock (a few
+# nanoseconds uncontended; nothing under it needs the GIL).
+
+cdef PyThread_type_lock _leaf_grads = PyThread_allocate_lock()
+if _leaf_grads == NULL:
+    raise MemoryError("fastgrad: could not allocate the leaf-gradient lock")
+
+
+cdef void leaf_grads_lock() noexcept nogil:
+    PyThread_acquire_lock(_leaf_grads, WAIT_LOCK)
+
+
+cdef void leaf_grads_unlock() noexcept nogil:
+    PyThread_release_lock(_leaf_grads)
 
 
 # -- iteration ---------------------------------------------------------------
@@ -428,7 +466,8 @@ cdef void log_softmax_backward(Py_ssize_t rows, Py_ssize_t cols,
 cdef Py_ssize_t cross_entropy_forward(Py_ssize_t rows, Py_ssize_t cols,
                                       const floating* logits,
                                       const int64_t* targets,
-                                      floating* prob, floating* out,
+                                      floating* prob, int64_t* kept,
+                                      floating* out,
                                       int reduction) noexcept nogil:
     cdef Py_ssize_t i, j
     cdef int64_t t
@@ -438,10 +477,12 @@ cdef Py_ssize_t cross_entropy_forward(Py_ssize_t rows, Py_ssize_t cols,
         if t < 0 or t >= cols:
             return i
     for i in range(rows):
+        kept[i] = targets[i]
+    for i in range(rows):
         lse = _row_logsumexp(cols, logits + i * cols)
         for j in range(cols):
             prob[i * cols + j] = <floating>exp(logits[i * cols + j] - lse)
-        loss = lse - logits[i * cols + targets[i]]
+        loss = lse - logits[i * cols + kept[i]]
         if reduction == 0:
             out[i] = <floating>loss
         else:
@@ -454,7 +495,7 @@ cdef Py_ssize_t cross_entropy_forward(Py_ssize_t rows, Py_ssize_t cols,
 
 
 cdef void cross_entropy_backward(Py_ssize_t rows, Py_ssize_t cols,
-                                 const floating* prob, const int64_t* targets,
+                                 const floating* prob, const int64_t* kept,
                                  const floating* gout, floating* glogits,
                                  int reduction) noexcept nogil:
     cdef Py_ssize_t i, j
@@ -468,7 +509,16 @@ cdef void cross_entropy_backward(Py_ssize_t rows, Py_ssize_t cols,
             scale = gout[0]
         for j in range(cols):
             glogits[i * cols + j] += <floating>(prob[i * cols + j] * scale)
-        glogits[i * cols + targets[i]] -= <floating>scale
+        debug_assert(0 <= kept[i] < cols)
+        glogits[i * cols + kept[i]] -= <floating>scale
+
+
+cdef int64_t* cross_entropy_kept(floating* scratch, Py_ssize_t rows,
+                                 Py_ssize_t cols) noexcept nogil:
+    cdef Py_ssize_t n = rows * cols
+    if floating is float:
+        n += n & 1          # to an 8-byte boundary
+    return <int64_t*>(scratch + n)
 
 
 # -- dtype conversion -------------------------------------------------------------------

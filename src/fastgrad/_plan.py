@@ -256,4 +256,8 @@ def plan_cross_entropy(logits, targets, reduction) -> Plan:
                          f"logits {shape}, got {tuple(targets.shape)}")
     rows, cols = shape
     out = (rows,) if reduction == "none" else ()
-    return Plan(out, (rows, cols, REDUCTIONS[reduction]), 0.0, rows * cols)
+    # Scratch: the softmax (rows x cols), padded to 8 bytes, then the
+    # targets the forward checked, kept as int64 for the backward.
+    per_int = 8 // logits.dtype.itemsize
+    probs = rows * cols + (-(rows * cols) % per_int)
+    return Plan(out, (rows, cols, REDUCTIONS[reduction]), 0.0, probs + rows * per_int)

@@ -45,6 +45,7 @@ cdef class Tape:
 
     cdef void _forward_sweep(self) noexcept nogil
     cdef void _backward_sweep(self) noexcept nogil
+    cdef int _check_built(self) except -1
     cdef int _enter(self) except -1
     cdef Py_ssize_t _node_index(self, node) except -1
     cdef _check_finite(self)

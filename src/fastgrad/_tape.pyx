@@ -22,6 +22,7 @@ from fastgrad._kernels cimport (
     pow_const_forward, pow_const_backward, pow_forward, pow_backward,
     relu_forward, relu_backward, tanh_forward, tanh_backward, exp_forward,
     exp_backward, log_forward, log_backward, sigmoid_forward, sigmoid_backward,
+    leaf_grads_lock, leaf_grads_unlock,
 )
 
 include "_opcodes.pxi"
@@ -174,12 +175,20 @@ cdef class Tape:
             elif i == OP_SIGMOID:
                 sigmoid_backward(val[out[k]], g, &grad[a[k]])
             k -= 1
+        leaf_grads_lock()       # tapes sharing a leaf may run in other threads
         for i in range(self.n_leaves):
             self.leaf_grad[i][0][0] += grad[i]
+        leaf_grads_unlock()
+
+    cdef int _check_built(self) except -1:
+        if self.val == NULL or self.nodes is None:
+            raise RuntimeError("Tape: this tape was never built; use fastgrad.lower(root)")
+        return 0
 
     cdef int _enter(self) except -1:
         # Called with the GIL held, so the test and the set cannot interleave
         # with another Python thread's.
+        self._check_built()
         if self.busy:
             raise RuntimeError(
                 "Tape is already running in another thread: one tape is not "
@@ -218,6 +227,7 @@ cdef class Tape:
     def zero_grad(self):
         """Set the .grad of every leaf of this tape to 0 (one compiled loop)."""
         cdef int i
+        self._check_built()
         for i in range(self.n_leaves):
             self.leaf_grad[i][0][0] = 0.0
 
@@ -227,6 +237,7 @@ cdef class Tape:
     def _program(self):
         """The program as Python lists (for statistics, drawings and tests)."""
         cdef int k, p
+        self._check_built()
         instrs = []
         for k in range(self.n_instr):
             pairs = None
@@ -255,11 +266,13 @@ cdef class Tape:
     @property
     def root(self):
         """The Value this tape was lowered from."""
+        self._check_built()
         return self.nodes[len(self.nodes) - 1]
 
     @property
     def leaves(self):
         """The leaf Values the tape reads, in slot order (a new list)."""
+        self._check_built()
         return list(self.leaves)
 
     @property
@@ -273,7 +286,9 @@ cdef class Tape:
 
     def value(self, node):
         """The current value of any node of the graph, fused or not."""
-        cdef Py_ssize_t i = self._node_index(node)
+        cdef Py_ssize_t i
+        self._check_built()
+        i = self._node_index(node)
         cdef int slot = self.node_slot[i]
         cdef int k, p, m
         cdef double acc
@@ -348,6 +363,7 @@ cdef class Tape:
         return f"%{self.out[k]} = {rhs}{_label_part(node)}"
 
     def __str__(self):
+        self._check_built()
         lines = [repr(self)]
         for i in range(self.n_leaves):
             lines.append(f"%{i} = leaf {self.val[i]!r}{_label_part(self.leaves[i])}")
@@ -356,6 +372,8 @@ cdef class Tape:
         return "\n".join(lines)
 
     def __repr__(self):
+        if self.val == NULL or self.nodes is None:
+            return "<Tape: not built>"
         counts = {}
         for k in range(self.n_instr):
             name = _NAME[self.op[k]]

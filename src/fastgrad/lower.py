@@ -35,7 +35,10 @@ def lower(root: Union[Value, Tensor], *, fuse: bool = True) -> Union[Tape, Array
 
     For scalar graphs, chains of additions of products -- a neuron's
     ``sum(w*x, b)`` -- are fused into single ``dot`` instructions (``fuse=False``
-    keeps one instruction per node; results are bitwise the same).
+    keeps one instruction per node).  Forward values are bitwise the same
+    either way; gradients agree to rounding, but not always to the last bit:
+    a fused dot adds its terms' contributions to an operand used more than
+    once (``x + x*x``) in another order than the unfused chain does.
     """
     if isinstance(root, Value):
         return lower_scalar(root, fuse)
@@ -116,7 +119,7 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
         plan = node._attrs[-1]
         if plan.scratch:
             scratch_slots.append((i, dt, plan.scratch))
-            sizes[dt] = sizes.get(dt, 0) + plan.scratch
+            sizes[dt] = sizes.get(dt, 0) + _pad8(dt, plan.scratch)
     arenas = {dt: np.zeros(n, dtype=dt) for dt, n in sizes.items()}
     grad_arenas = {dt: np.zeros(n, dtype=dt) for dt, n in grad_sizes.items()}
     used = dict.fromkeys(arenas, 0)
@@ -158,7 +161,9 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
     scratch_of: dict[int, int] = {}
     for j, (i, dt, n) in enumerate(scratch_slots):
         s = n_nodes + j
-        slot_values[s] = take(arenas, used, dt, n, (n,))
+        start = used[dt]
+        used[dt] = start + _pad8(dt, n)     # so every scratch starts 8-byte aligned
+        slot_values[s] = arenas[dt][start:start + n]
         eager_scratch = order[i]._attrs[-2]
         if eager_scratch is not None:   # e.g. the softmax a backward needs
             slot_values[s][...] = eager_scratch
@@ -184,10 +189,15 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
     # A gradient slot whose first writer in the backward sweep is a GEMM
     # needs no zeroing: that GEMM overwrites it (beta = 0) instead of adding.
     # (Only un-batched products: a batch loop adds into the same slot.)
+    # An instruction whose output has no gradient slot (recorded under
+    # no_grad, or not depending on any leaf that requires grad) returns
+    # before writing anything, so it is nobody's first writer.
     skip_zero = [False] * len(slot_grads)
     written: set[int] = set()
     for ins in reversed(instrs):
-        op, a, b = ins[0], ins[3], ins[4]
+        op, out, a, b = ins[0], ins[2], ins[3], ins[4]
+        if slot_grads[out] is None:
+            continue
         for position, slot in ((1, a), (2, b)):
             if slot < 0 or slot_grads[slot] is None or slot in written:
                 continue
@@ -201,12 +211,17 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
     # buffers: the tape's own arenas, and the node arrays its slots point at.
     tape._build([tuple(ins) for ins in instrs], meta, slot_values, slot_grads, slot_bytes,
                 leaf_slots, leaf_tensors, leaf_needs, (arenas, grad_arenas, slot_values),
-                slot_of[id(root)], skip_zero)
-    tape.root = root
+                root, slot_of[id(root)], skip_zero)
     tape.nodes = order
     tape.node_slot = slot_of
     tape.instr_node = instr_node
     return tape
+
+
+def _pad8(dt: np.dtype, n: int) -> int:
+    """n elements of dt, rounded up to whole 8-byte words (a cross-entropy
+    keeps int64 targets at the end of its scratch)."""
+    return n + (-n % (8 // dt.itemsize))
 
 
 def _label(node) -> str:

@@ -141,6 +141,10 @@ def _new(data: np.ndarray, op: int = _LEAF, inputs: tuple = (), attrs: tuple = (
     return t
 
 
+def _label_part(t) -> str:
+    return f" '{t.label}'" if t.label else ""
+
+
 def _constant(value, dtype) -> Tensor:
     return _new(np.array(value, dtype=dtype))
 
@@ -171,7 +175,9 @@ def _apply(name: str, dtype: np.dtype, inputs: tuple, plan: _plan.Plan,
            attrs: tuple = ()) -> Tensor:
     """Evaluate one op eagerly through its compiled instruction; record it."""
     op = _OP[name]
-    out = np.empty(plan.shape, dtype=dtype)
+    # The result is a view of the array it owns: numpy refuses to resize a
+    # view, so a user cannot free the memory a tape lowered over it writes.
+    out = np.empty(plan.shape, dtype=dtype).view()
     a = inputs[0]._data
     b = inputs[1]._data if len(inputs) > 1 else None
     scratch = np.empty(plan.scratch, dtype=dtype) if plan.scratch else None
@@ -249,12 +255,21 @@ class Tensor:
     def data(self, value) -> None:
         """Assign new data.  Same shape: copied into the tensor's array, which
         keeps its home (a module's arena, an optimizer's view, every tape that
-        reads it).  Another shape: the tensor takes a new array (tapes lowered
-        with the old shape then refuse to run)."""
+        reads it).  Another shape: a leaf takes a new array (tapes lowered
+        with the old shape then refuse to run); an op's result refuses."""
         arr = np.asarray(getattr(value, "_data", value))
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"Tensor.data: expected numbers, got an array of dtype {arr.dtype}")
         current = self._data
+        if self._op != _LEAF:
+            # An op's result is the slot a lowered tape computes into.
+            if arr.shape != current.shape:
+                raise ValueError(
+                    f"Tensor.data: the {self._opname()} result{_label_part(self)} has "
+                    f"shape {current.shape}; only a leaf's data can take another shape, "
+                    f"got {arr.shape}")
+            np.copyto(current, arr, casting="unsafe")
+            return
         if arr.shape == current.shape and current.flags.writeable:
             if arr is not current:
                 np.copyto(current, arr, casting="unsafe")

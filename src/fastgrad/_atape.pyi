@@ -18,7 +18,8 @@ from fastgrad._instr import eager_forward as eager_forward
 class ArrayTape:
     """A lowered tensor graph (built by ``fastgrad.lower``; see fastgrad.tensor)."""
 
-    root: Tensor
+    @property
+    def root(self) -> Tensor: ...
     nodes: list[Tensor]
     node_slot: dict[int, int]
     instr_node: list[Tensor]
@@ -35,7 +36,7 @@ class ArrayTape:
     # (viz, explain, stats) and tests read it.
     def _build(
         self,
-        instrs: Sequence[tuple[int, int, int, int, int, int, int, float]],
+        instrs: Sequence[tuple[int, int, int, int, int, int, int, float, int]],
         meta: Sequence[int],
         slot_values: Sequence[NDArray[Any] | None],
         slot_grads: Sequence[NDArray[Any] | None],
@@ -44,7 +45,8 @@ class ArrayTape:
         leaf_tensors: Sequence[Tensor],
         leaf_needs_grad: Sequence[bool],
         buffers: tuple[Any, ...],      # the owned arrays, kept alive by the tape
+        root: Tensor,
         root_slot: int,
-    ) -> int: ...
+        skip_zero: Sequence[bool],
+    ) -> None: ...
     def _program(self) -> dict[str, Any]: ...
-    def _instr(self, k: int) -> tuple[int, int, int, int, int, int]: ...

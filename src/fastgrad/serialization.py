@@ -10,15 +10,27 @@ lists, tuples, scalars, and which member each array is).  So::
     fg.save({"model": model.state_dict(), "optim": opt.state_dict()}, "ckpt.npz")
 
 ``load`` returns exactly what was saved: the same keys in the same order,
-the same nesting (dict / OrderedDict / list / tuple), arrays with the same
-dtype and shape, Python scalars (None, bool, int, float, complex, str) as
-themselves and numpy scalars as numpy scalars of the same dtype.  A
-``Tensor`` is saved as its data array and loads as an ``ndarray``.
+the same nesting (dict / OrderedDict / list / tuple, to any depth), arrays
+with the same dtype and shape, Python scalars (None, bool, int, float,
+complex, str) as themselves and numpy scalars as numpy scalars of the same
+dtype.  A ``Tensor`` is saved as its data array and loads as an ``ndarray``.
+
+The saved structure is a tree.  A container that appears more than once in
+the object is written out once per appearance and loads as separate copies;
+a reference cycle is a ``ValueError``, and so is sharing that would expand
+the object by more than ``MAX_SHARED_COPIES`` items (e.g. lists built by
+repeated doubling, ``x = [x, x]``), which would otherwise take exponential
+time and space.  ``load`` likewise refuses a file whose structure refers to
+one node twice.
 
 Nothing is ever unpickled: object arrays cannot be saved, and loading only
-parses JSON and ``.npy`` headers.  A file that is truncated, corrupt, not an
-``.npz``, or of an unknown format version raises ``ValueError`` saying so; a
-missing file raises ``FileNotFoundError``.  The archive is also readable with
+parses JSON and ``.npy`` headers.  Before decompressing anything ``load``
+checks the sizes the archive declares against ``max_bytes`` (4 GiB by
+default), and it never decompresses past a member's declared size, so a
+small "zip bomb" cannot exhaust memory.  A file that is truncated, corrupt,
+not an ``.npz``, has duplicate member names, or is of an unknown format
+version raises ``ValueError`` saying so; a missing file raises
+``FileNotFoundError``.  The archive is also readable with
 ``numpy.load(path, allow_pickle=False)`` (array members are named after their
 keys where the key allows it).
 
@@ -31,6 +43,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import operator
 import os
 import re
 import tempfile
@@ -42,13 +55,23 @@ from typing import IO, Any, Union
 import numpy as np
 from numpy.lib import format as npy_format
 
-__all__ = ["save", "load", "FORMAT_VERSION"]
+__all__ = ["save", "load", "FORMAT_VERSION", "DEFAULT_MAX_BYTES", "MAX_SHARED_COPIES"]
 
 FORMAT_NAME = "fastgrad-checkpoint"
 FORMAT_VERSION = 1
 _META = "__fastgrad__"
 _MEMBER_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,120}\Z")
 _umask_lock = threading.Lock()
+
+#: ``load``'s default bound on the bytes a checkpoint may decompress to.
+DEFAULT_MAX_BYTES = 4 * 2**30
+#: The metadata may declare at most ``max_bytes // _META_SHARE`` bytes: parsed
+#: JSON takes up to ~20-30 times its text's size in memory.
+_META_SHARE = 32
+#: Members are decompressed this many bytes at a time (bounds zlib's output).
+_CHUNK = 1 << 20
+#: How many items ``save`` may add by writing shared containers out again.
+MAX_SHARED_COPIES = 1_000_000
 
 # A location in the saved object: None (the root) or (parent path, key).
 _Path = Union[None, tuple[Any, Union[str, int]]]
@@ -80,19 +103,70 @@ def _as_array(value: Any, path: _Path) -> np.ndarray[Any, Any]:
     return arr
 
 
+def _check_sharing(obj: Any) -> None:
+    """Refuse cycles, and sharing that would blow the saved tree up.
+
+    Walks each distinct container once (an explicit stack, no recursion) and
+    computes how many items the tree that ``_encode`` writes would have, with
+    every shared container written out once per appearance.  Linear in the
+    number of distinct containers and their items, however deep or shared.
+    """
+    containers = (dict, list, tuple)
+    if not isinstance(obj, containers):
+        return
+    expanded: dict[int, int] = {}      # id -> items in its written-out subtree
+    where: dict[int, _Path] = {}       # id -> where it first appears
+    active: set[int] = set()
+    distinct = 1                       # items if nothing were shared (the root)
+    shared: tuple[_Path, _Path] | None = None
+    stack: list[Any] = [(False, obj, None)]
+    while stack:
+        leaving, value, path = stack.pop()
+        key = id(value)
+        if leaving:
+            active.discard(key)
+            items = value.values() if isinstance(value, dict) else value
+            expanded[key] = 1 + sum(expanded[id(v)] if isinstance(v, containers) else 1
+                                    for v in items)
+            distinct += len(value)
+        elif key in active:
+            raise ValueError(f"save: {_describe_path(path)} contains itself (a reference "
+                             f"cycle); a checkpoint holds a tree")
+        elif key in expanded:
+            if shared is None:
+                shared = (path, where[key])
+        else:
+            active.add(key)
+            where[key] = path
+            stack.append((True, value, path))
+            pairs = list(value.items() if isinstance(value, dict) else enumerate(value))
+            stack.extend((False, v, (path, k)) for k, v in reversed(pairs)
+                         if isinstance(v, containers))
+    total = expanded[id(obj)]
+    if total - distinct > MAX_SHARED_COPIES and shared is not None:
+        raise ValueError(
+            f"save: {_describe_path(shared[0])} is the same object as "
+            f"{_describe_path(shared[1])}; a checkpoint stores a tree, so shared containers "
+            f"are written out once per appearance, and this object would expand to {total} "
+            f"items ({total - distinct} more than it holds, more than the "
+            f"{MAX_SHARED_COPIES} allowed); save a structure without shared lists, dicts "
+            f"or tuples")
+
+
 def _encode(obj: Any) -> tuple[list[Any], list[tuple[str, np.ndarray[Any, Any]]]]:
     """The object as a flat node table (JSON-able) and its arrays.
 
     Node 0 is the root.  Containers list their children by node index, so
     the JSON has a fixed, shallow depth however deep the object is nested,
-    and this walk uses an explicit stack (no recursion).
+    and this walk uses an explicit stack (no recursion).  A shared container
+    is written once per appearance; call ``_check_sharing`` first, which
+    bounds the work that takes and refuses cycles.
     """
     from fastgrad.tensor import Tensor
 
     nodes: list[Any] = []
     arrays: list[tuple[str, np.ndarray[Any, Any]]] = []
     names: set[str] = {_META}
-    active: set[int] = set()
 
     def member_name(path: _Path) -> str:
         name = ".".join(str(k) for k in _path_keys(path))
@@ -102,15 +176,11 @@ def _encode(obj: Any) -> tuple[list[Any], list[tuple[str, np.ndarray[Any, Any]]]
         return name
 
     # work items: (obj, path, holder, slot) -- put the new node's index in
-    # holder[slot]; or ("exit", id) to leave a container (cycle detection).
+    # holder[slot].
     root_holder: list[Any] = [None]
     stack: list[Any] = [(obj, None, root_holder, 0)]
     while stack:
-        item = stack.pop()
-        if item[0] is _EXIT:
-            active.discard(item[1])
-            continue
-        value, path, holder, slot = item
+        value, path, holder, slot = stack.pop()
         index = len(nodes)
         holder[slot] = index
         if value is None or isinstance(value, (bool, str)):
@@ -132,11 +202,6 @@ def _encode(obj: Any) -> tuple[list[Any], list[tuple[str, np.ndarray[Any, Any]]]
             arrays.append((name, arr))
             nodes.append(["array", name])
         elif isinstance(value, (dict, list, tuple)):
-            if id(value) in active:
-                raise ValueError(f"save: {_describe_path(path)} contains itself (a "
-                                 f"reference cycle)")
-            active.add(id(value))
-            stack.append((_EXIT, id(value)))
             if isinstance(value, dict):
                 kind = "odict" if isinstance(value, OrderedDict) else "dict"
                 entries: list[list[Any]] = []
@@ -163,9 +228,6 @@ def _encode(obj: Any) -> tuple[list[Any], list[tuple[str, np.ndarray[Any, Any]]]
                             f"checkpoint holds dicts, lists, tuples, arrays, Tensors and "
                             f"numbers/strings/None (no pickle)")
     return nodes, arrays
-
-
-_EXIT = object()
 
 
 def _float_text(x: float) -> str:
@@ -200,7 +262,13 @@ def save(obj: Any, path: PathLike | IO[bytes], compress: bool = False) -> None:
     (no ``.npz`` is appended); it may also be a writable binary file object.
     ``compress=True`` deflates the members.  Raises ``TypeError`` for
     anything else (object arrays included: nothing is pickled).
+
+    Nesting may be arbitrarily deep.  A container that appears more than
+    once is written out once per appearance (it loads as separate copies);
+    ``ValueError`` for a reference cycle, or for sharing that would add more
+    than ``MAX_SHARED_COPIES`` items that way.
     """
+    _check_sharing(obj)
     nodes, arrays = _encode(obj)
     meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "nodes": nodes}
     text = json.dumps(meta, ensure_ascii=True, separators=(",", ":"), allow_nan=False)
@@ -240,6 +308,37 @@ class _Version(Exception):
     """Internal: a well-formed checkpoint of a format version we cannot read."""
 
 
+class _TooLarge(Exception):
+    """Internal: the archive declares more than ``max_bytes``."""
+
+
+def _check_archive(zf: zipfile.ZipFile, max_bytes: int) -> None:
+    """Names, compression methods and declared sizes, before decompressing anything."""
+    infos = zf.infolist()
+    names: set[str] = set()
+    for info in infos:
+        if info.filename in names:
+            raise _Corrupt(f"entry {info.filename!r} appears more than once in the archive")
+        names.add(info.filename)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Corrupt(f"entry {info.filename!r} uses zip compression method "
+                           f"{info.compress_type} (a checkpoint's entries are stored or "
+                           f"deflated)")
+    how = "if you trust the file, raise the limit: fastgrad.load(path, max_bytes=...)"
+    total = sum(info.file_size for info in infos)
+    if total > max_bytes:
+        largest = max(infos, key=lambda info: info.file_size)
+        raise _TooLarge(f"its entries declare {total} bytes uncompressed (the largest, "
+                        f"{largest.filename!r}, {largest.file_size} bytes), more than "
+                        f"max_bytes={max_bytes}; {how}")
+    meta = zf.NameToInfo.get(_META + ".npy")
+    if meta is not None and meta.file_size > max_bytes // _META_SHARE:
+        raise _TooLarge(f"its metadata entry {meta.filename!r} declares {meta.file_size} "
+                        f"bytes, more than max_bytes // {_META_SHARE} = "
+                        f"{max_bytes // _META_SHARE} (max_bytes={max_bytes}; parsed JSON "
+                        f"takes many times its size in memory); {how}")
+
+
 def _read_member(zf: zipfile.ZipFile, name: str) -> np.ndarray[Any, Any]:
     """One ``.npy`` member, validated before anything is allocated."""
     try:
@@ -259,16 +358,33 @@ def _read_member(zf: zipfile.ZipFile, name: str) -> np.ndarray[Any, Any]:
                            f"would need pickle")
         count = math.prod(shape)
         expected = count * dtype.itemsize
+        if dtype.itemsize == 0 and count and np.empty(0, dtype).itemsize != 0:
+            raise _Corrupt(f"entry {name!r} has dtype {dtype} of size 0, which numpy would "
+                           f"allocate at size {np.empty(0, dtype).itemsize} for shape {shape}")
         if expected > info.file_size:
             raise _Corrupt(f"entry {name!r} declares shape {shape} of {dtype} "
                            f"({expected} bytes) but holds {info.file_size} bytes")
-        data = fp.read()        # to the end: zipfile checks the CRC there
-    if len(data) != expected:
-        raise _Corrupt(f"entry {name!r} should hold {expected} bytes of {dtype} data for "
-                       f"shape {shape}, found {len(data)}")
+        # Bounded reads: zipfile never returns more than the declared size,
+        # and each read decompresses at most _CHUNK bytes, so memory follows
+        # the data that really arrives, never a member's claim; the one
+        # growing buffer becomes the array (peak about the data's size).
+        data = bytearray()
+        while len(data) < expected:
+            chunk = fp.read(min(_CHUNK, expected - len(data)))
+            if not chunk:
+                break
+            data += chunk
+        if len(data) != expected:
+            raise _Corrupt(f"entry {name!r} should hold {expected} bytes of {dtype} data "
+                           f"for shape {shape}, found {len(data)}")
+        if fp.read(1):          # reaching the end also makes zipfile check the CRC
+            raise _Corrupt(f"entry {name!r} holds more than the {expected} bytes of {dtype} "
+                           f"data that shape {shape} needs")
     if expected == 0:
         return np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-    flat = np.frombuffer(data, dtype=dtype, count=count).copy()
+    flat = np.frombuffer(data, dtype=dtype, count=count)     # writable: a bytearray
+    if not flat.flags.aligned:
+        flat = flat.copy()
     return flat.reshape(shape, order="F" if fortran else "C")
 
 
@@ -297,9 +413,21 @@ def _decode(meta: Any, zf: zipfile.ZipFile) -> Any:
     if not isinstance(nodes, list) or not nodes:
         raise _Corrupt("the metadata has no structure")
 
-    def node(i: Any) -> int:
+    # The structure is a tree: every node but the root has exactly one
+    # parent, which comes before it in the table.  A node referred to twice
+    # (shared structure: a DAG of n nodes can stand for a tree of 2**n) or
+    # by nothing is refused.
+    parent = [-1] * len(nodes)
+
+    def child_of(index: int, i: Any) -> int:
         if not isinstance(i, int) or isinstance(i, bool) or not 0 < i < len(nodes):
             raise _Corrupt(f"bad node reference {i!r}")
+        if i <= index:
+            raise _Corrupt(f"node {index} refers back to node {i}")
+        if parent[i] >= 0:
+            raise _Corrupt(f"node {i} is referred to by both node {parent[i]} and node "
+                           f"{index} (shared structure; a checkpoint is a tree)")
+        parent[i] = index
         return i
 
     used: set[str] = set()
@@ -335,9 +463,7 @@ def _decode(meta: Any, zf: zipfile.ZipFile) -> Any:
         elif kind in ("list", "tuple") and len(entry) == 2 and isinstance(entry[1], list):
             items = []
             for child in entry[1]:
-                if node(child) <= index:
-                    raise _Corrupt(f"node {index} refers back to node {child}")
-                items.append(values[child])
+                items.append(values[child_of(index, child)])
             values[index] = tuple(items) if kind == "tuple" else items
         elif kind in ("dict", "odict") and len(entry) == 2 and isinstance(entry[1], list):
             out: dict[Any, Any] = OrderedDict() if kind == "odict" else {}
@@ -348,8 +474,7 @@ def _decode(meta: Any, zf: zipfile.ZipFile) -> Any:
                 if not ((tag == "s" and isinstance(key, str)) or
                         (tag == "i" and isinstance(key, int) and not isinstance(key, bool))):
                     raise _Corrupt(f"bad dict key in node {index}")
-                if node(child) <= index:
-                    raise _Corrupt(f"node {index} refers back to node {child}")
+                child_of(index, child)
                 if key in out:
                     raise _Corrupt(f"duplicate key {key!r} in node {index}")
                 out[key] = values[child]
@@ -357,42 +482,92 @@ def _decode(meta: Any, zf: zipfile.ZipFile) -> Any:
         else:
             raise _Corrupt(f"bad node {index} ({kind!r})")
 
-    members = {n[:-4] if n.endswith(".npy") else n for n in zf.namelist()}
-    extra = members - used - {_META}
+    orphan = next((i for i in range(1, len(nodes)) if parent[i] < 0), None)
+    if orphan is not None:
+        raise _Corrupt(f"node {orphan} is not part of the structure (nothing refers to it)")
+    extra = set(zf.namelist()) - {name + ".npy" for name in used} - {_META + ".npy"}
     if extra:
         raise _Corrupt(f"entries {sorted(extra)} are not described by the metadata")
     return values[0]
 
 
-def load(path: PathLike | IO[bytes]) -> Any:
+def _max_bytes(max_bytes: Any) -> int:
+    try:
+        if isinstance(max_bytes, bool):
+            raise TypeError
+        limit = operator.index(max_bytes)
+    except TypeError:
+        raise TypeError(f"load: max_bytes must be an int, got {max_bytes!r} of type "
+                        f"{type(max_bytes).__name__}") from None
+    if limit < 0:
+        raise ValueError(f"load: max_bytes must be >= 0, got {limit}")
+    return limit
+
+
+def _read_stream(f: IO[bytes], limit: int, shown: Any) -> bytes:
+    """A file object's remaining bytes, refusing more than ``limit``."""
+    chunks: list[bytes] = []
+    got = 0
+    while got <= limit:
+        chunk = f.read(min(_CHUNK, limit + 1 - got))
+        if not isinstance(chunk, (bytes, bytearray)):
+            raise TypeError(f"load: the file object returned {type(chunk).__name__}, not "
+                            f"bytes (open it in binary mode)")
+        if not chunk:
+            break
+        chunks.append(bytes(chunk))
+        got += len(chunk)
+    if got > limit:
+        raise ValueError(f"load: {shown!r}: the file object holds more than "
+                         f"max_bytes={limit} bytes (a file object is read into memory "
+                         f"first); if you trust the file, raise the limit: "
+                         f"fastgrad.load(f, max_bytes=...)")
+    return b"".join(chunks)
+
+
+def load(path: PathLike | IO[bytes], max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     """Read a checkpoint written by :func:`save`; returns exactly what was saved.
 
-    ``path`` is a file name or a readable binary file object.  Raises
-    ``FileNotFoundError`` when the file does not exist, and ``ValueError``
-    when it is not a fastgrad checkpoint: truncated, corrupt, not an
-    ``.npz`` archive, missing fastgrad's metadata, or of a format version
-    this fastgrad cannot read.  Never unpickles anything.
+    ``path`` is a file name or a readable binary file object (read into
+    memory from its current position).  ``max_bytes`` (default 4 GiB)
+    bounds what the file may make ``load`` allocate: before decompressing
+    anything, the sizes its entries declare must add up to at most
+    ``max_bytes``, the JSON metadata entry to at most ``max_bytes // 32``,
+    and a file object's length to at most ``max_bytes``; no entry is ever
+    decompressed past its declared size.  Raise it to load a larger
+    checkpoint you trust.
+
+    Raises ``FileNotFoundError`` when the file does not exist, and
+    ``ValueError`` when it exceeds ``max_bytes`` or is not a fastgrad
+    checkpoint: truncated, corrupt, not an ``.npz`` archive, with duplicate
+    entry names, missing fastgrad's metadata, with shared (non-tree)
+    structure, or of a format version this fastgrad cannot read.  Never
+    unpickles anything.
     """
+    limit = _max_bytes(max_bytes)
     if hasattr(path, "read"):
-        raw = path.read()
         shown = getattr(path, "name", "<file object>")
-    else:
-        shown = os.fspath(path)
-        with open(shown, "rb") as f:
-            raw = f.read()
-    if not isinstance(raw, (bytes, bytearray)):
-        raise TypeError(f"load: the file object returned {type(raw).__name__}, not bytes "
-                        f"(open it in binary mode)")
+        raw = _read_stream(path, limit, shown)   # type: ignore[arg-type]
+        return _load_zip(io.BytesIO(raw), shown, limit)
+    shown = os.fspath(path)
+    with open(shown, "rb") as f:
+        return _load_zip(f, shown, limit)
+
+
+def _load_zip(f: IO[bytes], shown: Any, limit: int) -> Any:
     prefix = f"load: {shown!r} is not a fastgrad checkpoint"
-    if not raw:
+    head = f.read(2)
+    if not head:
         raise ValueError(f"{prefix}: the file is empty")
+    f.seek(0)
     try:
-        zf = zipfile.ZipFile(io.BytesIO(raw))
+        zf = zipfile.ZipFile(f)
     except Exception as exc:
-        what = "truncated or corrupt" if raw[:2] == b"PK" else "not an .npz (zip) archive"
+        what = "truncated or corrupt" if head == b"PK" else "not an .npz (zip) archive"
         raise ValueError(f"{prefix}: {what} ({exc})") from None
     try:
         with zf:
+            _check_archive(zf, limit)
             try:
                 meta_array = _read_member(zf, _META + ".npy")
             except _Corrupt:
@@ -408,8 +583,10 @@ def load(path: PathLike | IO[bytes]) -> Any:
             except (UnicodeDecodeError, ValueError, RecursionError) as exc:
                 raise _Corrupt(f"the metadata is not valid JSON ({exc})") from None
             return _decode(meta, zf)
-    except _Version as exc:
+    except (_Version, _TooLarge) as exc:
         raise ValueError(f"load: {shown!r}: {exc}") from None
+    except MemoryError:
+        raise
     except ValueError as exc:
         if str(exc).startswith(prefix):
             raise

@@ -38,6 +38,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+# Plain helper modules beside the tests (checkpoint_helpers.py) import by
+# name; the tests run with --import-mode=importlib, which adds no path.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 # -- hypothesis profiles ----------------------------------------------------
 
 _COMMON = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -65,7 +65,7 @@ cdef class ArrayTape:
     cdef char* grad_owned             # slot's grad is tape-owned (zeroed each backward)
     cdef int n_leaves
     cdef int* leaf_slot
-    cdef object leaf_tensors          # list of leaf Tensors, in leaf order
+    cdef list leaf_tensors            # leaf Tensors, in leaf order
     cdef object leaf_shapes           # their shapes at lowering
     cdef int* leaf_ndim               # ... and the same as C arrays
     cdef int* leaf_type
@@ -75,7 +75,8 @@ cdef class ArrayTape:
     cdef list leaf_seen               # per leaf: the array bound last time
     cdef list leaf_seen_grad          # ... and its .grad
     cdef object leaf_dtypes
-    cdef object leaf_needs_grad       # list of bool
+    cdef list leaf_needs_grad         # list of bool
+    cdef char* leaf_wants_grad        # ... and the same as a C array
     cdef object buffers               # keeps the owned arrays alive
     cdef readonly object root
     cdef object root_array            # the array the root slot computes into (None: a leaf)
@@ -107,6 +108,7 @@ cdef class ArrayTape:
         PyMem_Free(self.leaf_type)
         PyMem_Free(self.leaf_dims)
         PyMem_Free(self.leaf_grad_ptr)
+        PyMem_Free(self.leaf_wants_grad)
 
     def _build(self, instrs, meta, slot_values, slot_grads, slot_bytes,
                leaf_slots, leaf_tensors, leaf_needs_grad, buffers, root, root_slot,
@@ -185,6 +187,11 @@ cdef class ArrayTape:
             for d in range(len(shape)):
                 self.leaf_dims[i * MAX_LEAF_DIMS + d] = shape[d]
         self.leaf_needs_grad = list(leaf_needs_grad)
+        self.leaf_wants_grad = <char*>PyMem_Malloc(self.n_leaves + 1)
+        if self.leaf_wants_grad == NULL:
+            raise MemoryError("lower: out of memory")
+        for i in range(self.n_leaves):
+            self.leaf_wants_grad[i] = 1 if self.leaf_needs_grad[i] else 0
         self.buffers = buffers
         self.root = root
         self.root_slot = root_slot
@@ -231,7 +238,8 @@ cdef class ArrayTape:
         """arr is a C-contiguous ndarray with leaf i's lowered shape and dtype."""
         cdef cnp.ndarray a
         cdef int d, nd
-        if type(arr) is not np.ndarray:
+        cdef cnp.npy_intp* dims
+        if not cnp.PyArray_CheckExact(arr):
             return False
         a = <cnp.ndarray>arr
         nd = cnp.PyArray_NDIM(a)
@@ -239,8 +247,9 @@ cdef class ArrayTape:
             return False
         if not cnp.PyArray_IS_C_CONTIGUOUS(a):
             return False
+        dims = cnp.PyArray_DIMS(a)
         for d in range(nd):
-            if cnp.PyArray_DIMS(a)[d] != self.leaf_dims[i * MAX_LEAF_DIMS + d]:
+            if dims[d] != self.leaf_dims[i * MAX_LEAF_DIMS + d]:
                 return False
         return True
 
@@ -255,11 +264,12 @@ cdef class ArrayTape:
         keeps a reference to every array it bound, so none can be freed
         while a nogil sweep reads it.
         """
-        cdef int i, s
+        cdef int i
+        cdef list tensors = self.leaf_tensors
         cdef list seen = self.leaf_seen
         cdef list seen_grad = self.leaf_seen_grad
         for i in range(self.n_leaves):
-            t = self.leaf_tensors[i]
+            t = tensors[i]
             arr = t._data
             if not self._matches(arr, i):
                 raise ValueError(
@@ -267,12 +277,12 @@ cdef class ArrayTape:
                     f"{_describe_array(arr)}; it was lowered with shape "
                     f"{self.leaf_shapes[i]} and dtype {self.leaf_dtypes[i]} "
                     f"(lower the graph again after changing shapes)")
-            s = self.leaf_slot[i]
-            self.vp[s] = data_ptr(arr)
-            seen[i] = arr
+            self.vp[self.leaf_slot[i]] = <char*>cnp.PyArray_DATA(<cnp.ndarray>arr)
+            if arr is not seen[i]:
+                seen[i] = arr
             if not grads:
                 continue
-            if not self.leaf_needs_grad[i]:
+            if not self.leaf_wants_grad[i]:
                 self.leaf_grad_ptr[i] = NULL
                 continue
             g = t.grad
@@ -285,8 +295,9 @@ cdef class ArrayTape:
                     f"{_describe_array(g)}; expected a writeable "
                     f"C-contiguous array of shape {arr.shape} and dtype "
                     f"{arr.dtype}, or None")
-            self.leaf_grad_ptr[i] = data_ptr(g)
-            seen_grad[i] = g
+            self.leaf_grad_ptr[i] = <char*>cnp.PyArray_DATA(<cnp.ndarray>g)
+            if g is not seen_grad[i]:
+                seen_grad[i] = g
         return 0
 
     cdef int _check_root(self) except -1:

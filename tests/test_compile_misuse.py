@@ -6,6 +6,8 @@ Tensor argument that requires grad gets its gradient as in eager mode
 (a non-leaf passes it on through its own graph).
 """
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -373,3 +375,45 @@ def test_result_passed_back_into_its_own_replayed_tape_raises_before_accumulatin
                                            r"tape has been replayed by a later call"):
         z.backward(np.ones(2))
     assert V.grad is None or not V.grad.any()
+
+
+# -- threads -----------------------------------------------------------------------------
+
+
+def test_call_while_a_backward_of_the_same_trace_runs_in_another_thread_raises():
+    entered, release = threading.Event(), threading.Event()
+
+    class Waiting(fg.Tensor):
+        """A non-leaf whose backward pauses: the compiled backward is mid-way."""
+        __slots__ = ()
+
+        def backward(self, grad=None):
+            entered.set()
+            release.wait(10)
+            super().backward(grad)
+
+    W0 = params(25)
+    f = fg.compile(lambda h: (h * h).sum())
+    h = W0 * 2.0
+    h.__class__ = Waiting
+    loss = f(h)
+    errors = []
+
+    def run():
+        try:
+            loss.backward()
+        except Exception as exc:            # reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        assert entered.wait(10)
+        with pytest.raises(RuntimeError, match="already running with this signature"):
+            f(W0 * 3.0)
+    finally:
+        release.set()
+        worker.join(10)
+    assert not errors
+    np.testing.assert_allclose(W0.grad, 8.0 * W0.data, rtol=1e-12)
+    f(W0 * 3.0).backward()                  # free again once the backward is done

@@ -20,13 +20,16 @@ whose ``.backward()`` refuses to run once a later call has replayed the same
 tape.  A Tensor argument that requires grad is a leaf of the trace; after
 the reverse sweep its gradient goes where eager mode sends it: into its
 ``.grad`` (a leaf), or on through its own graph (a non-leaf, e.g. another
-function's output).
+function's output).  Two threads calling with the same signature get a
+RuntimeError rather than each other's values: a call made while the other's
+sweep runs, or a backward whose tape the other call replayed.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -71,9 +74,17 @@ class _Input:
 
 
 class _Trace:
-    __slots__ = ("tape", "inputs", "grad_inputs", "result", "outputs", "calls", "name")
+    """One signature's tape, its input buffers, and the number of its latest call.
+
+    lock: held while a call fills the buffers and runs the forward sweep, and
+    while a result's backward runs; a trace serves one call at a time.
+    """
+
+    __slots__ = ("tape", "inputs", "grad_inputs", "result", "outputs", "calls", "name",
+                 "lock")
 
     def __init__(self, tape, inputs, result, outputs, name):
+        self.lock = threading.Lock()
         self.tape = tape
         self.inputs = inputs
         self.grad_inputs = [entry for entry in inputs if entry.requires_grad]
@@ -92,9 +103,9 @@ class _Call:
 
     __slots__ = ("trace", "number", "sources")
 
-    def __init__(self, trace, sources):
+    def __init__(self, trace, number, sources):
         self.trace = trace
-        self.number = trace.calls
+        self.number = number
         self.sources = sources
 
     def _replayed(self) -> str | None:
@@ -107,26 +118,30 @@ class _Call:
 
     def backward(self, grad=None):
         trace = self.trace
-        replayed = self._replayed()
-        if replayed:
-            raise RuntimeError(f"compile: this result's tape has been replayed by a later "
-                               f"call of {trace.name} {replayed}")
-        if not self.sources:
+        _enter(trace)
+        try:
+            replayed = self._replayed()
+            if replayed:
+                raise RuntimeError(f"compile: this result's tape has been replayed by a "
+                                   f"later call of {trace.name} {replayed}")
+            if not self.sources:
+                trace.tape.backward(grad)
+                return
+            non_leaves = self._bind_grads()
             trace.tape.backward(grad)
-            return
-        non_leaves = self._bind_grads()
-        trace.tape.backward(grad)
-        # A non-leaf argument: go on through its own graph, as eager mode does
-        # (one backward per distinct tensor, its gradients summed).
-        pending: dict[int, list] = {}
-        for source, g in non_leaves:
-            item = pending.get(id(source))
-            if item is None:
-                pending[id(source)] = [source, g]
-            else:
-                item[1] = item[1] + g
-        for source, g in pending.values():
-            source.backward(g)
+            # A non-leaf argument: go on through its own graph, as eager mode
+            # does (one backward per distinct tensor, its gradients summed).
+            pending: dict[int, list] = {}
+            for source, g in non_leaves:
+                item = pending.get(id(source))
+                if item is None:
+                    pending[id(source)] = [source, g]
+                else:
+                    item[1] = item[1] + g
+            for source, g in pending.values():
+                source.backward(g)
+        finally:
+            trace.lock.release()
 
     def _bind_grads(self):
         """Point each grad input's placeholder at where its gradient goes.
@@ -170,6 +185,14 @@ class _Call:
             entry.placeholder.grad = g
             non_leaves.append((source, g))
         return non_leaves
+
+
+def _enter(trace: _Trace) -> None:
+    if not trace.lock.acquire(blocking=False):
+        raise RuntimeError(
+            f"compile: {trace.name} is already running with this signature (in another "
+            f"thread?): one trace serves one call or backward at a time; compile the "
+            f"function once per thread instead")
 
 
 def _alias_grad(entry: _Input, source: Tensor) -> None:
@@ -307,25 +330,31 @@ class CompiledFunction:
         if trace is None:
             self._misses += 1
             trace = self._trace(key, args, kwargs, arrays)
+            number = trace.calls
         else:
             self._hits += 1
-            trace.calls += 1        # earlier results' backward now refuses
-            for (source, arr), entry in zip(arrays, trace.inputs):
-                buffer = entry.buffer
-                if buffer is not None:
-                    buffer[...] = arr
-                else:
-                    entry.placeholder._data = arr
-                if entry.requires_grad and source._op == _LEAF:
-                    _alias_grad(entry, source)
-            trace.tape.forward()
+            _enter(trace)
+            try:
+                trace.calls += 1        # earlier results' backward now refuses
+                for (source, arr), entry in zip(arrays, trace.inputs):
+                    buffer = entry.buffer
+                    if buffer is not None:
+                        buffer[...] = arr
+                    else:
+                        entry.placeholder._data = arr
+                    if entry.requires_grad and source._op == _LEAF:
+                        _alias_grad(entry, source)
+                trace.tape.forward()
+                number = trace.calls
+            finally:
+                trace.lock.release()
         sources = None
         if trace.grad_inputs:
             sources = [source for (source, _), entry in zip(arrays, trace.inputs)
                        if entry.requires_grad]
         outputs = trace.outputs
         first = _result_copy(outputs[0])
-        first._tape = _Call(trace, sources)
+        first._tape = _Call(trace, number, sources)
         if len(outputs) == 1 and isinstance(trace.result, Tensor):
             return first
         results = [first] + [_result_copy(t) for t in outputs[1:]]

@@ -80,8 +80,8 @@ class _Trace:
     while a result's backward runs; a trace serves one call at a time.
     """
 
-    __slots__ = ("tape", "inputs", "grad_inputs", "result", "outputs", "calls", "name",
-                 "lock")
+    __slots__ = ("tape", "inputs", "grad_inputs", "result", "single", "outputs", "calls",
+                 "name", "lock")
 
     def __init__(self, tape, inputs, result, outputs, name):
         self.lock = threading.Lock()
@@ -89,6 +89,7 @@ class _Trace:
         self.inputs = inputs
         self.grad_inputs = [entry for entry in inputs if entry.requires_grad]
         self.result = result
+        self.single = isinstance(result, Tensor)
         self.outputs = outputs
         self.calls = 1          # numbers the calls; a result's backward checks it
         self.name = name
@@ -118,12 +119,13 @@ class _Call:
 
     def backward(self, grad=None):
         trace = self.trace
-        _enter(trace)
+        lock = trace.lock
+        if not lock.acquire(False):
+            _busy(trace)
         try:
-            replayed = self._replayed()
-            if replayed:
+            if trace.calls != self.number:
                 raise RuntimeError(f"compile: this result's tape has been replayed by a "
-                                   f"later call of {trace.name} {replayed}")
+                                   f"later call of {trace.name} {self._replayed()}")
             if not self.sources:
                 trace.tape.backward(grad)
                 return
@@ -141,7 +143,7 @@ class _Call:
             for source, g in pending.values():
                 source.backward(g)
         finally:
-            trace.lock.release()
+            lock.release()
 
     def _bind_grads(self):
         """Point each grad input's placeholder at where its gradient goes.
@@ -187,12 +189,12 @@ class _Call:
         return non_leaves
 
 
-def _enter(trace: _Trace) -> None:
-    if not trace.lock.acquire(blocking=False):
-        raise RuntimeError(
-            f"compile: {trace.name} is already running with this signature (in another "
-            f"thread?): one trace serves one call or backward at a time; compile the "
-            f"function once per thread instead")
+def _busy(trace: _Trace) -> None:
+    """Raise: the trace's lock is held (a call or backward is running)."""
+    raise RuntimeError(
+        f"compile: {trace.name} is already running with this signature (in another "
+        f"thread?): one trace serves one call or backward at a time; compile the "
+        f"function once per thread instead")
 
 
 def _alias_grad(entry: _Input, source: Tensor) -> None:
@@ -333,31 +335,36 @@ class CompiledFunction:
             number = trace.calls
         else:
             self._hits += 1
-            _enter(trace)
+            lock = trace.lock
+            if not lock.acquire(False):
+                _busy(trace)
             try:
-                trace.calls += 1        # earlier results' backward now refuses
+                trace.calls = number = trace.calls + 1  # earlier results now refuse
                 for (source, arr), entry in zip(arrays, trace.inputs):
                     buffer = entry.buffer
                     if buffer is not None:
                         buffer[...] = arr
                     else:
                         entry.placeholder._data = arr
-                    if entry.requires_grad and source._op == _LEAF:
-                        _alias_grad(entry, source)
+                if trace.grad_inputs:
+                    for (source, arr), entry in zip(arrays, trace.inputs):
+                        if entry.requires_grad and source._op == _LEAF:
+                            _alias_grad(entry, source)
                 trace.tape.forward()
-                number = trace.calls
             finally:
-                trace.lock.release()
+                lock.release()
         sources = None
         if trace.grad_inputs:
             sources = [source for (source, _), entry in zip(arrays, trace.inputs)
                        if entry.requires_grad]
-        outputs = trace.outputs
-        first = _result_copy(outputs[0])
+        node = trace.outputs[0]
+        first = _new(node._data, node._op, node._inputs, node._attrs, node.requires_grad,
+                     node.label)
+        first.grad = node.grad
         first._tape = _Call(trace, number, sources)
-        if len(outputs) == 1 and isinstance(trace.result, Tensor):
+        if trace.single:
             return first
-        results = [first] + [_result_copy(t) for t in outputs[1:]]
+        results = [first] + [_result_copy(t) for t in trace.outputs[1:]]
         if type(trace.result) is list:
             return results
         if type(trace.result) is tuple:

@@ -582,3 +582,23 @@ def array_key(object x):
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         return None
     return (x.shape, t)
+
+
+def copy_into(object dst, object src):
+    """dst[...] = src for two C-contiguous ndarrays of one dtype and shape (memcpy).
+
+    A compiled call copies each argument its backward reads into the
+    trace's own buffer with this: ~30 ns instead of numpy's ~300 ns.
+    """
+    cdef cnp.ndarray d, s
+    if not (cnp.PyArray_CheckExact(dst) and cnp.PyArray_CheckExact(src)):
+        raise TypeError("copy_into: expected two numpy arrays")
+    d = <cnp.ndarray>dst
+    s = <cnp.ndarray>src
+    if (cnp.PyArray_TYPE(d) != cnp.PyArray_TYPE(s) or not cnp.PyArray_IS_C_CONTIGUOUS(d)
+            or not cnp.PyArray_IS_C_CONTIGUOUS(s) or not cnp.PyArray_ISWRITEABLE(d)
+            or not cnp.PyArray_SAMESHAPE(d, s)):
+        np.copyto(dst, src, casting="no")     # raises a clear error, or copies
+        return
+    memcpy(cnp.PyArray_DATA(d), cnp.PyArray_DATA(s), cnp.PyArray_NBYTES(d))
+

@@ -34,7 +34,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from fastgrad._atape import array_key
+from fastgrad._atape import array_key, copy_into
 from fastgrad.ops import BY_NAME
 from fastgrad.tensor import Tensor, TracingError, _new, _state, _to_array
 
@@ -343,7 +343,7 @@ class CompiledFunction:
                 for (source, arr), entry in zip(arrays, trace.inputs):
                     buffer = entry.buffer
                     if buffer is not None:
-                        buffer[...] = arr
+                        copy_into(buffer, arr)
                     else:
                         entry.placeholder._data = arr
                 if trace.grad_inputs:

@@ -87,36 +87,137 @@ class no_grad:
 
 # -- conversion ------------------------------------------------------------------
 
-def _resolve_dtype(dtype) -> np.dtype | None:
+_I64_MIN, _I64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
+_TWO_63 = 2.0 ** 63            # exactly representable; floats in [-2**63, 2**63) fit int64
+_EXACT = 2.0 ** 53             # every integer of smaller magnitude is exact in float64
+
+
+def _resolve_dtype(dtype, name: str = "tensor") -> np.dtype | None:
+    """float32, float64 or int64 (None stays None); any other dtype is a TypeError.
+
+    Other dtypes are refused rather than mapped (int8 silently becoming
+    int64, float16 becoming float64 would change what the caller asked for).
+    """
     if dtype is None:
         return None
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
-        raise TypeError(f"tensor: {dtype!r} is not a dtype: {exc}") from None
-    if dt in _FLOATS:
+        raise TypeError(f"{name}: {dtype!r} is not a dtype: {exc}") from None
+    if dt in _FLOATS or dt == _I64:
         return dt
-    if dt.kind in "iub":
-        return _I64
-    raise TypeError(f"tensor: dtype {dt} is not supported (use float32, float64 or an "
-                    f"integer dtype)")
+    raise TypeError(f"{name}: dtype {dt} is not supported (use float32, float64 or int64)")
+
+
+def _where(mask: np.ndarray) -> str:
+    """' at index (i, j)' of the first True in mask ('' for a 0-d array)."""
+    if mask.ndim == 0:
+        return ""
+    index = np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape)
+    return f" at index {tuple(int(i) for i in index)}"
+
+
+def _checked_cast(arr: np.ndarray, target: np.dtype, name: str) -> np.ndarray:
+    """arr as target, refusing any value the cast would change beyond rounding.
+
+    int64 takes only integral values in its range (no wraparound of uint64 or
+    of floats, no truncation of 1.5, no NaN or inf); a narrowing float cast may
+    round but not overflow a finite value to inf.  Returns arr itself when it
+    already has the target dtype.
+    """
+    src = arr.dtype
+    if src == target:
+        return arr
+    if target == _I64 and arr.size:
+        if src.kind == "u" and src.itemsize >= 8:
+            big = arr > _I64_MAX
+            if big.any():
+                raise OverflowError(f"{name}: value {arr[big].flat[0]}{_where(big)} does not "
+                                    f"fit in int64 (largest {_I64_MAX})")
+        elif src.kind == "f":
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                raise ValueError(f"{name}: value {arr[bad].flat[0]}{_where(bad)} cannot be "
+                                 f"converted to int64")
+            bad = (arr < -_TWO_63) | (arr >= _TWO_63)
+            if bad.any():
+                raise OverflowError(f"{name}: value {arr[bad].flat[0]}{_where(bad)} does not "
+                                    f"fit in int64 (range [{_I64_MIN}, {_I64_MAX}])")
+            bad = arr != np.trunc(arr)
+            if bad.any():
+                raise ValueError(f"{name}: value {arr[bad].flat[0]}{_where(bad)} is not an "
+                                 f"integer; converting it to int64 would truncate it (round "
+                                 f"it first, e.g. with np.round)")
+    with np.errstate(over="ignore"):
+        out = arr.astype(target, order="C")
+    if (src.kind == "f" and target.kind == "f" and src.itemsize > target.itemsize
+            and out.size and np.isinf(out).any()):
+        bad = np.isinf(out) & np.isfinite(arr)
+        if bad.any():
+            raise OverflowError(f"{name}: value {arr[bad].flat[0]}{_where(bad)} overflows "
+                                f"{target} (largest {np.finfo(target).max})")
+    return out
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _first_big_int(leaves: list):
+    return next((v for v in leaves if _is_int(v) and not _I64_MIN <= int(v) <= _I64_MAX), None)
+
+
+def _from_objects(arr: np.ndarray, target, data, name: str = "tensor") -> np.ndarray:
+    """numpy falls back to dtype object for ints beyond 64 bits: give floats when
+    the caller asked for them (or mixed in a float), else refuse with OverflowError."""
+    leaves = arr.ravel().tolist()
+    big = _first_big_int(leaves)
+    if big is None or not all(_is_int(v) or isinstance(v, (bool, float, np.floating, np.bool_))
+                              for v in leaves):
+        raise TypeError(f"{name}: expected numbers, got an array of dtype {arr.dtype}"
+                        f" (from {type(data).__name__})")
+    floats = any(isinstance(v, (float, np.floating)) for v in leaves)
+    if target == _I64 or (target is None and not floats):
+        raise OverflowError(f"{name}: value {big} does not fit in int64 (range [{_I64_MIN}, "
+                            f"{_I64_MAX}]); write it as a float for a float tensor")
+    try:
+        return np.array([float(v) for v in leaves], dtype=np.float64).reshape(arr.shape)
+    except OverflowError:
+        raise OverflowError(f"{name}: value {big} is too large for float64") from None
 
 
 def _to_array(data, dtype=None) -> np.ndarray:
-    """A fresh C-contiguous float32/float64/int64 array from array-like data."""
+    """A fresh C-contiguous float32/float64/int64 array from array-like data.
+
+    Values are never wrapped around or truncated: integers beyond int64, NaN
+    or fractions converted to int64 and finite values overflowing float32
+    raise (see _checked_cast).
+    """
     if isinstance(data, Tensor):
         data = data._data
     if isinstance(data, (str, bytes)):
         raise TypeError(f"tensor: expected numbers or an array, got {type(data).__name__}")
+    target = _resolve_dtype(dtype)
     try:
         arr = np.asarray(data)
     except ValueError as exc:
         raise ValueError(f"tensor: data is not a rectangular array of numbers "
                          f"(ragged nested lists?): {exc}") from None
+    if arr.dtype == object:
+        arr = _from_objects(arr, target, data)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"tensor: expected numbers, got an array of dtype {arr.dtype}"
                         f" (from {type(data).__name__})")
-    target = _resolve_dtype(dtype)
+    if (target is None and arr.dtype == _F64 and not isinstance(data, np.ndarray)
+            and arr.size and np.abs(arr).max() >= _EXACT):
+        # numpy turns Python ints that do not all fit one integer type (2**63
+        # with -1) into float64, rounding them: refuse unless a float is there.
+        leaves = np.asarray(data, dtype=object).ravel().tolist()
+        big = _first_big_int(leaves)
+        if big is not None and not any(isinstance(v, (float, np.floating)) for v in leaves):
+            raise OverflowError(f"tensor: value {big} does not fit in int64 (range "
+                                f"[{_I64_MIN}, {_I64_MAX}]); write it as a float for a "
+                                f"float tensor")
     if target is None:
         if arr.dtype in _FLOATS:
             target = arr.dtype
@@ -124,7 +225,8 @@ def _to_array(data, dtype=None) -> np.ndarray:
             target = _F64
         else:
             target = _I64
-    return np.array(arr, dtype=target, order="C", copy=True)
+    out = _checked_cast(arr, target, "tensor")
+    return np.array(out, order="C", copy=True) if out is arr else out
 
 
 def _new(data: np.ndarray, op: int = _LEAF, inputs: tuple = (), attrs: tuple = (),
@@ -226,6 +328,11 @@ class Tensor:
 
     def __init__(self, data, dtype=None, requires_grad: bool = False,
                  label: str | None = None):
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"tensor: requires_grad must be True or False, got "
+                            f"{requires_grad!r}")
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"tensor: label must be a str or None, got {type(label).__name__}")
         arr = _to_array(data, dtype)
         if requires_grad and arr.dtype not in _FLOATS:
             raise ValueError(f"tensor: only float tensors can require grad, got dtype "
@@ -251,15 +358,23 @@ class Tensor:
         keeps its home (a module's arena, an optimizer's view, every tape that
         reads it).  Another shape: the tensor takes a new array (tapes lowered
         with the old shape then refuse to run)."""
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"Tensor.data: expected numbers or an array, got "
+                            f"{type(value).__name__}")
         arr = np.asarray(getattr(value, "_data", value))
+        current = self._data
+        if arr.dtype == object:
+            arr = _from_objects(arr, current.dtype, value, "Tensor.data")
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"Tensor.data: expected numbers, got an array of dtype {arr.dtype}")
-        current = self._data
+        # The tensor keeps its dtype: values it cannot hold raise (no wraparound,
+        # no truncation of 1.5 into an int64 tensor, no overflow to inf).
+        arr = _checked_cast(arr, current.dtype, "Tensor.data")
         if arr.shape == current.shape and current.flags.writeable:
             if arr is not current:
-                np.copyto(current, arr, casting="unsafe")
+                np.copyto(current, arr)
             return
-        self._data = np.array(arr, dtype=current.dtype, order="C", copy=True)
+        self._data = np.array(arr, order="C", copy=True)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -504,44 +619,83 @@ def tensor(data, dtype=None, requires_grad: bool = False, label: str | None = No
     """A new leaf tensor holding a copy of ``data``.
 
     Float arrays keep their dtype (float32 stays float32); Python floats give
-    float64; integer data gives int64 (class targets, indices).
+    float64; integer data gives int64 (class targets, indices).  ``dtype``
+    is float32, float64 or int64.  Values are never wrapped around or
+    truncated: an integer beyond int64 raises OverflowError, a fraction, NaN
+    or inf converted to int64 raises ValueError, and a finite value that
+    would overflow float32 raises OverflowError.
     """
     return Tensor(data, dtype=dtype, requires_grad=requires_grad, label=label)
 
 
-def _shape_arg(shape) -> tuple[int, ...]:
-    if len(shape) == 1 and isinstance(shape[0], Iterable):
+def _shape_arg(shape: tuple, name: str) -> tuple[int, ...]:
+    """Sizes given as ``f(2, 3)`` or ``f((2, 3))``: ints >= 0 (numpy ints too;
+    no bool, float or str)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for i, s in enumerate(shape):
+        if not _is_int(s):
+            raise TypeError(f"{name}: shape entry {i} is {s!r} ({type(s).__name__}); sizes "
+                            f"must be ints >= 0, got shape {shape!r}")
+        if s < 0:
+            raise ValueError(f"{name}: shape entry {i} is {s}; sizes must be >= 0, got "
+                             f"shape {shape!r}")
     return tuple(int(s) for s in shape)
 
 
-def _float_dtype(dtype) -> np.dtype:
-    dt = _resolve_dtype(dtype) if dtype is not None else _F64
-    return dt
+def _float_dtype(dtype, name: str, allow_int64: bool = False) -> np.dtype:
+    """A factory's dtype: float64 by default, float32, and int64 where allowed."""
+    if dtype is None:
+        return _F64
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        return _resolve_dtype(dtype, name)      # raises: not a dtype
+    if dt in _FLOATS or (allow_int64 and dt == _I64):
+        return dt
+    allowed = "float32, float64 or int64" if allow_int64 else "float32 or float64"
+    raise TypeError(f"{name}: dtype {dt} is not supported (use {allowed})")
 
 
 def zeros(*shape, dtype=None, requires_grad=False, label=None) -> Tensor:
-    return Tensor(np.zeros(_shape_arg(shape), dtype=_float_dtype(dtype)),
+    """A tensor of zeros; ``dtype`` float64 (default), float32 or int64."""
+    return Tensor(np.zeros(_shape_arg(shape, "zeros"), dtype=_float_dtype(dtype, "zeros", True)),
                   requires_grad=requires_grad, label=label)
 
 
 def ones(*shape, dtype=None, requires_grad=False, label=None) -> Tensor:
-    return Tensor(np.ones(_shape_arg(shape), dtype=_float_dtype(dtype)),
+    """A tensor of ones; ``dtype`` float64 (default), float32 or int64."""
+    return Tensor(np.ones(_shape_arg(shape, "ones"), dtype=_float_dtype(dtype, "ones", True)),
                   requires_grad=requires_grad, label=label)
 
 
 def full(shape, fill_value, dtype=None, requires_grad=False, label=None) -> Tensor:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return Tensor(np.full(shape, fill_value, dtype=_float_dtype(dtype)),
+    """A tensor filled with a real number; ``dtype`` float64 (default), float32 or
+    int64 (which takes only an integral ``fill_value`` in range)."""
+    dt = _float_dtype(dtype, "full", True)
+    if not (_is_int(fill_value) or isinstance(fill_value, (float, np.floating))):
+        raise TypeError(f"full: fill_value must be a real number, got {fill_value!r} "
+                        f"({type(fill_value).__name__})")
+    if _is_int(fill_value) and not _I64_MIN <= int(fill_value) <= _I64_MAX:
+        value = _from_objects(np.array(fill_value, dtype=object), dt, fill_value, "full")
+    else:
+        value = np.asarray(fill_value)
+    value = _checked_cast(value, dt, "full")
+    return Tensor(np.full(_shape_arg((shape,), "full"), value, dtype=dt),
                   requires_grad=requires_grad, label=label)
 
 
 def randn(*shape, dtype=None, requires_grad=False, label=None,
           generator: np.random.Generator | None = None) -> Tensor:
-    """Standard normal samples (numpy's global state unless a Generator is given)."""
-    shape = _shape_arg(shape)
+    """Standard normal samples (numpy's global state unless a Generator is given);
+    ``dtype`` float64 (default) or float32."""
+    shape = _shape_arg(shape, "randn")
+    dt = _float_dtype(dtype, "randn")
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(f"randn: generator must be a numpy.random.Generator, got "
+                        f"{type(generator).__name__}")
     values = generator.standard_normal(shape) if generator is not None \
         else np.random.standard_normal(shape)
-    return Tensor(np.asarray(values, dtype=_float_dtype(dtype)),
+    return Tensor(np.asarray(values, dtype=dt),
                   requires_grad=requires_grad, label=label)
 

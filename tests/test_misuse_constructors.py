@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastgrad as fg
+import fastgrad.micrograd  # noqa: F401  (fg.micrograd below)
 
 I64_MAX = np.iinfo(np.int64).max
 I64_MIN = np.iinfo(np.int64).min
@@ -246,3 +247,174 @@ def test_data_assignment_still_converts_exact_values_in_place():
     home = t.data
     t.data = [3.0, 4.0]
     assert t.data is home and t.data.tolist() == [3, 4]
+
+
+# -- fastgrad.nn constructors -------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [(2.5, 3), (2, 3.0), ("2", 3), (True, 3), (None, 3),
+                                  (np.float64(2), 3)],
+                         ids=["float-nin", "float-nout", "str", "bool", "None", "numpy-float"])
+def test_linear_rejects_non_int_sizes(args):
+    with pytest.raises(TypeError, match="Linear: n(in|out) must be an int"):
+        fg.nn.Linear(*args)
+
+
+def test_linear_rejects_negative_size():
+    with pytest.raises(ValueError, match="Linear: nout must be >= 0, got -3"):
+        fg.nn.Linear(2, -3)
+
+
+def test_linear_accepts_numpy_int_sizes():
+    lin = fg.nn.Linear(np.int64(2), np.int32(3))
+    assert lin.weight.shape == (2, 3) and type(lin.nin) is int
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(bias="no"), "bias"), (dict(dtype="int8"), "dtype"), (dict(dtype="int64"), "dtype"),
+    (dict(dtype="float16"), "dtype"), (dict(dtype="nonsense"), "dtype"),
+    (dict(generator=5), "generator"),
+])
+def test_linear_rejects_bad_options(kwargs, match):
+    with pytest.raises(TypeError, match=f"Linear: .*{match}"):
+        fg.nn.Linear(2, 3, **kwargs)
+
+
+@pytest.mark.parametrize("nouts", ["12", 3, [3.5], [2, "1"], [True], {"a": 1}],
+                         ids=["str", "int", "float", "str-entry", "bool", "dict"])
+def test_nn_mlp_rejects_bad_nouts(nouts):
+    with pytest.raises(TypeError, match="MLP: nouts"):
+        fg.nn.MLP(2, nouts)
+
+
+def test_nn_mlp_rejects_negative_and_float_nin():
+    with pytest.raises(ValueError, match=r"nouts\[1\] must be >= 0"):
+        fg.nn.MLP(2, [3, -1])
+    with pytest.raises(TypeError, match="MLP: nin"):
+        fg.nn.MLP(2.0, [3])
+
+
+@pytest.mark.parametrize("activation", ["ReLU", "gelu", ["relu"], fg.nn.ReLU, 1])
+def test_nn_mlp_rejects_unknown_activation(activation):
+    with pytest.raises(ValueError, match="activation"):
+        fg.nn.MLP(2, [3, 1], activation=activation)
+
+
+def test_nn_mlp_rejects_bad_dtype_and_generator_before_building():
+    with pytest.raises(TypeError, match="MLP: dtype"):
+        fg.nn.MLP(2, [3], dtype="int32")
+    with pytest.raises(TypeError, match="MLP: generator"):
+        fg.nn.MLP(2, [3], generator=np.random.RandomState(0))
+
+
+def test_sequential_rejects_non_modules():
+    with pytest.raises(TypeError, match="Sequential: item 1"):
+        fg.nn.Sequential(fg.nn.Linear(2, 2), "relu")
+
+
+# -- Module.load_state_dict ----------------------------------------------------------------
+
+def _net():
+    np.random.seed(0)
+    return fg.nn.MLP(2, [3, 1])
+
+
+@pytest.mark.parametrize("value", [np.zeros((2, 3), complex), np.zeros((2, 3), object),
+                                   np.zeros((2, 3), bool), "abc", [["a"] * 3] * 2],
+                         ids=["complex", "object", "bool", "str", "str-list"])
+def test_module_load_state_dict_rejects_non_real_values(value):
+    net = _net()
+    before = net.state_dict()
+    sd = dict(before, **{"0.weight": value})
+    with pytest.raises(TypeError, match="'0.weight'"):
+        net.load_state_dict(sd)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+def test_module_load_state_dict_rejects_ragged_value():
+    net = _net()
+    sd = dict(net.state_dict(), **{"0.bias": [1.0, [2.0, 3.0], 4.0]})
+    with pytest.raises(ValueError, match="'0.bias'"):
+        net.load_state_dict(sd)
+
+
+def test_module_load_state_dict_rejects_float32_overflow_atomically():
+    np.random.seed(1)
+    net = fg.nn.MLP(2, [3, 1], dtype="float32")
+    before = net.state_dict()
+    sd = {k: np.full(v.shape, 2.0) for k, v in before.items()}
+    sd["2.bias"] = np.array([1e300])                # the last entry cannot be held
+    with pytest.raises(OverflowError, match="'2.bias'"):
+        net.load_state_dict(sd)
+    for k, v in net.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize("state", [[("0.weight", np.zeros((2, 3)))], None, "state"])
+def test_module_load_state_dict_rejects_non_mapping(state):
+    with pytest.raises(TypeError, match="mapping"):
+        _net().load_state_dict(state)
+
+
+def test_module_load_state_dict_rejects_non_bool_strict():
+    net = _net()
+    with pytest.raises(TypeError, match="strict"):
+        net.load_state_dict(net.state_dict(), strict="no")
+
+
+def test_module_load_state_dict_accepts_tensors_and_int_arrays():
+    net = _net()
+    sd = {k: fg.tensor(np.ones(v.shape)) for k, v in net.state_dict().items()}
+    sd["0.bias"] = np.array([1, 2, 3])
+    net.load_state_dict(sd)
+    np.testing.assert_array_equal(net[0].bias.data, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(net[0].weight.data, 1.0)
+
+
+# -- fastgrad.micrograd constructors ---------------------------------------------------------
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: fg.micrograd.Neuron(2.5), "Neuron: nin must be an int"),
+    (lambda: fg.micrograd.Neuron("3"), "Neuron: nin must be an int"),
+    (lambda: fg.micrograd.Neuron(True), "Neuron: nin must be an int"),
+    (lambda: fg.micrograd.Neuron(2, nonlin="no"), "Neuron: nonlin"),
+    (lambda: fg.micrograd.Layer(2, 3.0), "Layer: nout must be an int"),
+    (lambda: fg.micrograd.MLP(2, "12"), "MLP: nouts"),
+    (lambda: fg.micrograd.MLP(2, 3), "MLP: nouts"),
+    (lambda: fg.micrograd.MLP(2, [3, 1.5]), r"MLP: nouts\[1\] must be an int"),
+    (lambda: fg.micrograd.MLP(2.0, [3]), "MLP: nin must be an int"),
+])
+def test_micrograd_constructors_reject_non_int_sizes(make, match):
+    with pytest.raises(TypeError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: fg.micrograd.Neuron(-1), "Neuron: nin must be >= 0, got -1"),
+    (lambda: fg.micrograd.Layer(2, -1), "Layer: nout must be >= 0, got -1"),
+    (lambda: fg.micrograd.MLP(2, [3, -2]), r"MLP: nouts\[1\] must be >= 0, got -2"),
+    (lambda: fg.micrograd.MLP(2, []), "at least one layer"),
+])
+def test_micrograd_constructors_reject_negative_sizes(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_micrograd_constructors_accept_numpy_ints_and_zero_inputs():
+    import random
+
+    random.seed(0)
+    assert len(fg.micrograd.Neuron(np.int64(3)).parameters()) == 4
+    assert len(fg.micrograd.Neuron(0).parameters()) == 1
+    model = fg.micrograd.MLP(np.int32(2), (np.int64(3), 1))
+    assert len(model.parameters()) == 3 * 3 + 4
+
+
+# -- datasets ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("noise", [float("inf"), float("nan"), -0.1])
+def test_make_moons_rejects_non_finite_noise(noise):
+    from fastgrad.datasets import make_moons
+
+    with pytest.raises(ValueError, match="make_moons: noise"):
+        make_moons(10, noise=noise)

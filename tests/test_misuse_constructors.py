@@ -23,9 +23,10 @@ I64_MIN = np.iinfo(np.int64).min
 # -- item 8: integers beyond int64 -----------------------------------------------------
 
 @pytest.mark.parametrize("data", [[2**63], [[1, 2**63]], 2**63, [2**64], [-2**63 - 1],
-                                  [2**63, -1], [np.uint64(2**63), -1], [10**30]],
+                                  [2**63, -1], [np.uint64(2**63), -1], [10**30],
+                                  [-1] * 40 + [2**63]],
                          ids=["2**63", "nested", "scalar", "2**64", "-2**63-1",
-                              "mixed-sign", "numpy-uint64-scalar", "10**30"])
+                              "mixed-sign", "numpy-uint64-scalar", "10**30", "long-list"])
 def test_tensor_rejects_python_int_beyond_int64(data):
     with pytest.raises(OverflowError, match="int64") as info:
         fg.tensor(data)

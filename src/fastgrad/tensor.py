@@ -186,6 +186,14 @@ def _from_objects(arr: np.ndarray, target, data, name: str = "tensor") -> np.nda
         raise OverflowError(f"{name}: value {big} is too large for float64") from None
 
 
+def _beyond_exact(arr: np.ndarray) -> bool:
+    """Whether some |value| >= 2**53, where float64 stops holding every integer
+    (cheap for the short lists that are typed by hand)."""
+    if arr.size <= 32:
+        return max(map(abs, arr.ravel().tolist()), default=0.0) >= _EXACT
+    return bool(np.abs(arr).max() >= _EXACT)
+
+
 def _to_array(data, dtype=None) -> np.ndarray:
     """A fresh C-contiguous float32/float64/int64 array from array-like data.
 
@@ -209,7 +217,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
         raise TypeError(f"tensor: expected numbers, got an array of dtype {arr.dtype}"
                         f" (from {type(data).__name__})")
     if (target is None and arr.dtype == _F64 and not isinstance(data, np.ndarray)
-            and arr.size and np.abs(arr).max() >= _EXACT):
+            and _beyond_exact(arr)):
         # numpy turns Python ints that do not all fit one integer type (2**63
         # with -1) into float64, rounding them: refuse unless a float is there.
         leaves = np.asarray(data, dtype=object).ravel().tolist()

@@ -942,3 +942,17 @@ def test_load_state_dict_round_trip_on_a_scattered_subset():
     ref.step()
     for p, q in zip(chosen, fresh):
         np.testing.assert_array_equal(p.data, q.data)
+
+
+@pytest.mark.parametrize("grad,error", [
+    (np.ones(3, complex), TypeError), (np.ones(3, object), TypeError), ("grad", TypeError),
+    (np.ones(4), ValueError), (np.ones((3, 1)), ValueError), (np.ones(1), ValueError),
+    ([1.0, 1.0, 1.0], TypeError),
+], ids=["complex", "object", "str", "longer", "2-d", "broadcastable", "list"])
+def test_step_rejects_a_bad_assigned_grad(grad, error):
+    p = _p()
+    opt = fg.optim.SGD([p], lr=0.1)
+    p.grad = grad
+    with pytest.raises(error, match="parameter 0's grad"):
+        opt.step()
+    np.testing.assert_array_equal(p.data, 1.0)

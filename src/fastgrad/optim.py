@@ -207,7 +207,7 @@ class _Params:
                 h.grad_view[...] = 0
                 missing.append(i)
                 continue
-            h.grad_view[...] = g
+            h.grad_view[...] = _grad_value(i, p, g)
             p.grad = h.grad_view
         return missing
 
@@ -236,6 +236,21 @@ class _Params:
                     p.grad = h.grad_view
         for s in self.segments:
             s.zero_grad()
+
+
+def _grad_value(i: int, p: Tensor, g) -> np.ndarray:
+    """A gradient assigned to parameter i (``p.grad = g``), checked before it is used."""
+    from fastgrad.tensor import _checked_cast
+
+    where = f"optimizer: parameter {i}'s grad"
+    if isinstance(g, (str, bytes)) or not isinstance(g, (np.ndarray, Tensor)):
+        raise TypeError(f"{where} is a {type(g).__name__}, not an array")
+    g = np.asarray(getattr(g, "_data", g))
+    if g.dtype.kind not in "fiu":
+        raise TypeError(f"{where} has dtype {g.dtype}; gradients are real numbers")
+    if g.shape != p.shape:
+        raise ValueError(f"{where} has shape {g.shape}, the parameter {p.shape}")
+    return _checked_cast(g, p.dtype, where)
 
 
 def _real(where: str, name: str, value) -> float:

@@ -956,3 +956,11 @@ def test_step_rejects_a_bad_assigned_grad(grad, error):
     with pytest.raises(error, match="parameter 0's grad"):
         opt.step()
     np.testing.assert_array_equal(p.data, 1.0)
+
+
+def test_constructor_rejects_non_leaf_value():
+    from fastgrad.micrograd import Value
+
+    a = Value(1.0)
+    with pytest.raises(ValueError, match="parameter 1 .* not a leaf Value"):
+        fg.optim.SGD([a, a * 2.0], lr=0.1)

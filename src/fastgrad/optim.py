@@ -297,6 +297,10 @@ class Optimizer:
                 raise ValueError(f"{name}: parameter {i} is parameter {seen[id(p)]} again")
             seen[id(p)] = i
         if all(isinstance(p, Value) for p in params):
+            for i, p in enumerate(params):
+                if p._prev:
+                    raise ValueError(f"{name}: parameter {i} ({p!r}) is not a leaf Value "
+                                     f"(it was computed by {p._op!r})")
             self._group = _Params(params, tensors=False)
         elif all(isinstance(p, Tensor) for p in params):
             for i, p in enumerate(params):

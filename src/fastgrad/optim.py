@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from fastgrad._convert import checked_cast
 from fastgrad._optim import adam_step, sgd_step
 from fastgrad._value import Value
 from fastgrad.nn.arena import TensorArena, home_of
@@ -240,8 +241,6 @@ class _Params:
 
 def _grad_value(i: int, p: Tensor, g) -> np.ndarray:
     """A gradient assigned to parameter i (``p.grad = g``), checked before it is used."""
-    from fastgrad.tensor import _checked_cast
-
     where = f"optimizer: parameter {i}'s grad"
     if isinstance(g, (str, bytes)) or not isinstance(g, (np.ndarray, Tensor)):
         raise TypeError(f"{where} is a {type(g).__name__}, not an array")
@@ -250,7 +249,7 @@ def _grad_value(i: int, p: Tensor, g) -> np.ndarray:
         raise TypeError(f"{where} has dtype {g.dtype}; gradients are real numbers")
     if g.shape != p.shape:
         raise ValueError(f"{where} has shape {g.shape}, the parameter {p.shape}")
-    return _checked_cast(g, p.dtype, where)
+    return checked_cast(g, p.dtype, where)
 
 
 def _real(where: str, name: str, value) -> float:

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from fastgrad import _plan
+from fastgrad._convert import (I64_MAX, I64_MIN, beyond_exact, checked_cast, first_big_int,
+                               from_objects, is_int)
 from fastgrad._atape import DTYPE_CODES, eager_forward
 from fastgrad.ops import BY_NAME, BY_OPCODE
 
@@ -87,11 +89,6 @@ class no_grad:
 
 # -- conversion ------------------------------------------------------------------
 
-_I64_MIN, _I64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
-_TWO_63 = 2.0 ** 63            # exactly representable; floats in [-2**63, 2**63) fit int64
-_EXACT = 2.0 ** 53             # every integer of smaller magnitude is exact in float64
-
-
 def _resolve_dtype(dtype, name: str = "tensor") -> np.dtype | None:
     """float32, float64 or int64 (None stays None); any other dtype is a TypeError.
 
@@ -109,97 +106,12 @@ def _resolve_dtype(dtype, name: str = "tensor") -> np.dtype | None:
     raise TypeError(f"{name}: dtype {dt} is not supported (use float32, float64 or int64)")
 
 
-def _where(mask: np.ndarray) -> str:
-    """' at index (i, j)' of the first True in mask ('' for a 0-d array)."""
-    if mask.ndim == 0:
-        return ""
-    index = np.unravel_index(int(np.flatnonzero(mask)[0]), mask.shape)
-    return f" at index {tuple(int(i) for i in index)}"
-
-
-def _checked_cast(arr: np.ndarray, target: np.dtype, name: str) -> np.ndarray:
-    """arr as target, refusing any value the cast would change beyond rounding.
-
-    int64 takes only integral values in its range (no wraparound of uint64 or
-    of floats, no truncation of 1.5, no NaN or inf); a narrowing float cast may
-    round but not overflow a finite value to inf.  Returns arr itself when it
-    already has the target dtype.
-    """
-    src = arr.dtype
-    if src == target:
-        return arr
-    if target == _I64 and arr.size:
-        if src.kind == "u" and src.itemsize >= 8:
-            big = arr > _I64_MAX
-            if big.any():
-                raise OverflowError(f"{name}: value {arr[big].flat[0]}{_where(big)} does not "
-                                    f"fit in int64 (largest {_I64_MAX})")
-        elif src.kind == "f":
-            bad = ~np.isfinite(arr)
-            if bad.any():
-                raise ValueError(f"{name}: value {arr[bad].flat[0]}{_where(bad)} cannot be "
-                                 f"converted to int64")
-            bad = (arr < -_TWO_63) | (arr >= _TWO_63)
-            if bad.any():
-                raise OverflowError(f"{name}: value {arr[bad].flat[0]}{_where(bad)} does not "
-                                    f"fit in int64 (range [{_I64_MIN}, {_I64_MAX}])")
-            bad = arr != np.trunc(arr)
-            if bad.any():
-                raise ValueError(f"{name}: value {arr[bad].flat[0]}{_where(bad)} is not an "
-                                 f"integer; converting it to int64 would truncate it (round "
-                                 f"it first, e.g. with np.round)")
-    with np.errstate(over="ignore"):
-        out = arr.astype(target, order="C")
-    if (src.kind == "f" and target.kind == "f" and src.itemsize > target.itemsize
-            and out.size and np.isinf(out).any()):
-        bad = np.isinf(out) & np.isfinite(arr)
-        if bad.any():
-            raise OverflowError(f"{name}: value {arr[bad].flat[0]}{_where(bad)} overflows "
-                                f"{target} (largest {np.finfo(target).max})")
-    return out
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _first_big_int(leaves: list):
-    return next((v for v in leaves if _is_int(v) and not _I64_MIN <= int(v) <= _I64_MAX), None)
-
-
-def _from_objects(arr: np.ndarray, target, data, name: str = "tensor") -> np.ndarray:
-    """numpy falls back to dtype object for ints beyond 64 bits: give floats when
-    the caller asked for them (or mixed in a float), else refuse with OverflowError."""
-    leaves = arr.ravel().tolist()
-    big = _first_big_int(leaves)
-    if big is None or not all(_is_int(v) or isinstance(v, (bool, float, np.floating, np.bool_))
-                              for v in leaves):
-        raise TypeError(f"{name}: expected numbers, got an array of dtype {arr.dtype}"
-                        f" (from {type(data).__name__})")
-    floats = any(isinstance(v, (float, np.floating)) for v in leaves)
-    if target == _I64 or (target is None and not floats):
-        raise OverflowError(f"{name}: value {big} does not fit in int64 (range [{_I64_MIN}, "
-                            f"{_I64_MAX}]); write it as a float for a float tensor")
-    try:
-        return np.array([float(v) for v in leaves], dtype=np.float64).reshape(arr.shape)
-    except OverflowError:
-        raise OverflowError(f"{name}: value {big} is too large for float64") from None
-
-
-def _beyond_exact(arr: np.ndarray) -> bool:
-    """Whether some |value| >= 2**53, where float64 stops holding every integer
-    (cheap for the short lists that are typed by hand)."""
-    if arr.size <= 32:
-        return max(map(abs, arr.ravel().tolist()), default=0.0) >= _EXACT
-    return bool(np.abs(arr).max() >= _EXACT)
-
-
 def _to_array(data, dtype=None) -> np.ndarray:
     """A fresh C-contiguous float32/float64/int64 array from array-like data.
 
     Values are never wrapped around or truncated: integers beyond int64, NaN
     or fractions converted to int64 and finite values overflowing float32
-    raise (see _checked_cast).
+    raise (see checked_cast).
     """
     if isinstance(data, Tensor):
         data = data._data
@@ -212,19 +124,19 @@ def _to_array(data, dtype=None) -> np.ndarray:
         raise ValueError(f"tensor: data is not a rectangular array of numbers "
                          f"(ragged nested lists?): {exc}") from None
     if arr.dtype == object:
-        arr = _from_objects(arr, target, data)
+        arr = from_objects(arr, target, data)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"tensor: expected numbers, got an array of dtype {arr.dtype}"
                         f" (from {type(data).__name__})")
     if (target is None and arr.dtype == _F64 and not isinstance(data, np.ndarray)
-            and _beyond_exact(arr)):
+            and beyond_exact(arr)):
         # numpy turns Python ints that do not all fit one integer type (2**63
         # with -1) into float64, rounding them: refuse unless a float is there.
         leaves = np.asarray(data, dtype=object).ravel().tolist()
-        big = _first_big_int(leaves)
+        big = first_big_int(leaves)
         if big is not None and not any(isinstance(v, (float, np.floating)) for v in leaves):
             raise OverflowError(f"tensor: value {big} does not fit in int64 (range "
-                                f"[{_I64_MIN}, {_I64_MAX}]); write it as a float for a "
+                                f"[{I64_MIN}, {I64_MAX}]); write it as a float for a "
                                 f"float tensor")
     if target is None:
         if arr.dtype in _FLOATS:
@@ -233,7 +145,7 @@ def _to_array(data, dtype=None) -> np.ndarray:
             target = _F64
         else:
             target = _I64
-    out = _checked_cast(arr, target, "tensor")
+    out = checked_cast(arr, target, "tensor")
     return np.array(out, order="C", copy=True) if out is arr else out
 
 
@@ -372,12 +284,12 @@ class Tensor:
         arr = np.asarray(getattr(value, "_data", value))
         current = self._data
         if arr.dtype == object:
-            arr = _from_objects(arr, current.dtype, value, "Tensor.data")
+            arr = from_objects(arr, current.dtype, value, "Tensor.data")
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"Tensor.data: expected numbers, got an array of dtype {arr.dtype}")
         # The tensor keeps its dtype: values it cannot hold raise (no wraparound,
         # no truncation of 1.5 into an int64 tensor, no overflow to inf).
-        arr = _checked_cast(arr, current.dtype, "Tensor.data")
+        arr = checked_cast(arr, current.dtype, "Tensor.data")
         if arr.shape == current.shape and current.flags.writeable:
             if arr is not current:
                 np.copyto(current, arr)
@@ -642,7 +554,7 @@ def _shape_arg(shape: tuple, name: str) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     for i, s in enumerate(shape):
-        if not _is_int(s):
+        if not is_int(s):
             raise TypeError(f"{name}: shape entry {i} is {s!r} ({type(s).__name__}); sizes "
                             f"must be ints >= 0, got shape {shape!r}")
         if s < 0:
@@ -681,14 +593,14 @@ def full(shape, fill_value, dtype=None, requires_grad=False, label=None) -> Tens
     """A tensor filled with a real number; ``dtype`` float64 (default), float32 or
     int64 (which takes only an integral ``fill_value`` in range)."""
     dt = _float_dtype(dtype, "full", True)
-    if not (_is_int(fill_value) or isinstance(fill_value, (float, np.floating))):
+    if not (is_int(fill_value) or isinstance(fill_value, (float, np.floating))):
         raise TypeError(f"full: fill_value must be a real number, got {fill_value!r} "
                         f"({type(fill_value).__name__})")
-    if _is_int(fill_value) and not _I64_MIN <= int(fill_value) <= _I64_MAX:
-        value = _from_objects(np.array(fill_value, dtype=object), dt, fill_value, "full")
+    if is_int(fill_value) and not I64_MIN <= int(fill_value) <= I64_MAX:
+        value = from_objects(np.array(fill_value, dtype=object), dt, fill_value, "full")
     else:
         value = np.asarray(fill_value)
-    value = _checked_cast(value, dt, "full")
+    value = checked_cast(value, dt, "full")
     return Tensor(np.full(_shape_arg((shape,), "full"), value, dtype=dt),
                   requires_grad=requires_grad, label=label)
 

@@ -18,7 +18,8 @@ from math import sqrt
 import numpy as np
 
 from fastgrad.nn.arena import TensorArena
-from fastgrad.tensor import Tensor, _F32, _F64, _checked_cast, _from_objects, _new
+from fastgrad._convert import checked_cast, from_objects
+from fastgrad.tensor import Tensor, _F32, _F64, _new
 
 __all__ = ["Parameter", "Module", "Linear", "MLP", "Sequential", "ReLU", "Tanh",
            "Sigmoid", "Identity"]
@@ -76,7 +77,7 @@ def _state_value(name: str, raw, p: Tensor) -> np.ndarray:
     except ValueError as exc:
         raise ValueError(f"{where} is not a rectangular array: {exc}") from None
     if value.dtype == object:
-        value = _from_objects(value, p.dtype, raw, where)
+        value = from_objects(value, p.dtype, raw, where)
     if value.dtype.kind not in "fiu":
         raise TypeError(f"{where} has dtype {value.dtype}; parameters take real numbers")
     if value.shape != p.shape:
@@ -84,7 +85,7 @@ def _state_value(name: str, raw, p: Tensor) -> np.ndarray:
                          f"in the module")
     if not p._data.flags.writeable:
         raise ValueError(f"{where}: the parameter's array is read-only")
-    return _checked_cast(value, p.dtype, where)
+    return checked_cast(value, p.dtype, where)
 
 
 class Module:

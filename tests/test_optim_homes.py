@@ -180,3 +180,22 @@ def test_subset_optimizer_zero_grad_touches_only_its_parameters():
         p.grad[...] = 1.0
     fg.optim.SGD([params[3], params[0]], lr=0.1).zero_grad()
     assert [float(p.grad.sum() != 0) for p in params] == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_tensor_optimizer_follows_parameters_when_the_module_repacks():
+    np.random.seed(30)
+    model = fg.nn.MLP(2, [3, 1])
+    params = model.parameters()
+    opt = fg.optim.SGD(params[2:], lr=0.1, momentum=0.5)
+    for p in params:
+        p.grad[...] = 1.0
+    opt.step()                                # momentum buffer = 1
+    model.pack()                              # every parameter moves to a new arena
+    views = [p.data for p in params]
+    before = [v.copy() for v in views]
+    for p in params:
+        p.grad[...] = 1.0
+    opt.step()                                # buffer 0.5 * 1 + 1 = 1.5
+    assert all(p.data is v for p, v in zip(params, views))
+    for i, (v, b) in enumerate(zip(views, before)):
+        np.testing.assert_allclose(v, b - 0.15 if i >= 2 else b)

@@ -163,7 +163,10 @@ class _Params:
                 from fastgrad.micrograd import ParameterArena
 
                 arena = ParameterArena(homeless)
+            # find() reads the new arena back through a weak registry: the local
+            # keeps it alive until self.arenas (below) holds it.
             homes = [h if h is not None else find(p) for p, h in zip(self.params, homes)]
+            del arena
         self.homes = homes
         by_dtype: dict[np.dtype, list[int]] = {}
         for i, h in enumerate(homes):

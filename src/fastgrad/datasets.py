@@ -53,8 +53,8 @@ def _check_noise(noise: Any, func: str) -> Optional[float]:
         raise TypeError(
             f"{func}: noise must be None or a number, got {type(noise).__name__}"
         )
-    if not noise >= 0:  # also rejects nan
-        raise ValueError(f"{func}: noise must be >= 0, got {noise}")
+    if not 0 <= noise < float("inf"):  # also rejects nan
+        raise ValueError(f"{func}: noise must be a finite number >= 0, got {noise}")
     return float(noise)
 
 

@@ -16,14 +16,17 @@ as numpy arrays, so an update needs no Python loop per parameter::
     data -= learning_rate * grad       # every parameter at once
     model.zero_grad()                  # one fill, not a loop
 
-``p.data``, ``p.grad`` and those arrays are the same memory.
+``p.data``, ``p.grad`` and those arrays are the same memory.  Optimizers
+(``fastgrad.optim``), including ones over some of the parameters, update
+them in place, so the arrays stay valid; only packing again (``pack()``, or
+building a model that contains this one) moves the parameters elsewhere.
 """
 
 from __future__ import annotations
 
 import random
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -44,7 +47,7 @@ class ParameterArena:
     ``i`` *is* ``params[i].data`` / ``params[i].grad``.
     """
 
-    __slots__ = ("params", "buffer", "data", "grad", "valid", "__weakref__")
+    __slots__ = ("params", "buffer", "data", "grad", "valid", "index", "__weakref__")
 
     def __init__(self, params: Sequence[Value]):
         self.params = list(params)
@@ -69,12 +72,24 @@ class ParameterArena:
             # arena, so no cycle the garbage collector would have to find).
             p._rehome(self.data, self.grad, i, self.buffer)
         _ARENA_OF_BUFFER[id(self.buffer)] = self
+        # id(value) -> its position (the arena holds the Values, so ids are stable)
+        self.index = {id(p): i for i, p in enumerate(self.params)}
 
     def __len__(self) -> int:
         return len(self.params)
 
     def __repr__(self) -> str:
         return f"ParameterArena({len(self.params)} parameters)"
+
+
+def _home_of(v: Value) -> tuple[ParameterArena, int] | None:
+    """(arena, position) of the arena ``v`` lives in, or None when it lives in none."""
+    home = v._home
+    arena = _ARENA_OF_BUFFER.get(id(home)) if home is not None else None
+    if arena is None or arena.buffer is not home:
+        return None
+    i = arena.index.get(id(v))
+    return None if i is None else (arena, i)
 
 
 class Module:
@@ -148,10 +163,23 @@ class Module:
                 p.grad = 0
 
 
+def _count(value, name: str, what: str) -> int:
+    """A layer size: an int >= 0 (numpy ints too; no bool, float or str)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: {what} must be an int >= 0, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < 0:
+        raise ValueError(f"{name}: {what} must be >= 0, got {value}")
+    return int(value)
+
+
 class Neuron(Module):
     """``nin`` weights drawn from U(-1, 1), a bias of 0, ReLU unless ``nonlin=False``."""
 
     def __init__(self, nin: int, nonlin: bool = True):
+        nin = _count(nin, "Neuron", "nin")
+        if not isinstance(nonlin, (bool, np.bool_)):
+            raise TypeError(f"Neuron: nonlin must be True or False, got {nonlin!r}")
         self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = Value(0)
         self.nonlin = nonlin
@@ -172,6 +200,7 @@ class Layer(Module):
     """``nout`` neurons over the same ``nin`` inputs."""
 
     def __init__(self, nin: int, nout: int, **kwargs):
+        nin, nout = _count(nin, "Layer", "nin"), _count(nout, "Layer", "nout")
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
         self.pack()
 
@@ -193,9 +222,14 @@ class MLP(Module):
     """Layers ``nin -> nouts[0] -> ... -> nouts[-1]``, ReLU between, last linear."""
 
     def __init__(self, nin: int, nouts: Sequence[int]):
-        sz = [nin] + list(nouts)
-        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1)
-                       for i in range(len(nouts))]
+        if isinstance(nouts, (str, bytes, dict, set)) or not isinstance(nouts, Iterable):
+            raise TypeError(f"MLP: nouts must be a list of layer sizes, got {nouts!r}")
+        sz = [_count(nin, "MLP", "nin")] + [_count(n, "MLP", f"nouts[{i}]")
+                                            for i, n in enumerate(nouts)]
+        if len(sz) < 2:
+            raise ValueError("MLP: nouts must name at least one layer size")
+        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(sz) - 2)
+                       for i in range(len(sz) - 1)]
         self.pack()
 
     def __call__(self, x):

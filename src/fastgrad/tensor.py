@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from fastgrad import _plan
+from fastgrad._convert import (I64_MAX, I64_MIN, beyond_exact, checked_cast, first_big_int,
+                               from_objects, is_int)
 from fastgrad._atape import DTYPE_CODES, eager_forward
 from fastgrad.ops import BY_NAME, BY_OPCODE
 
@@ -87,36 +89,55 @@ class no_grad:
 
 # -- conversion ------------------------------------------------------------------
 
-def _resolve_dtype(dtype) -> np.dtype | None:
+def _resolve_dtype(dtype, name: str = "tensor") -> np.dtype | None:
+    """float32, float64 or int64 (None stays None); any other dtype is a TypeError.
+
+    Other dtypes are refused rather than mapped (int8 silently becoming
+    int64, float16 becoming float64 would change what the caller asked for).
+    """
     if dtype is None:
         return None
     try:
         dt = np.dtype(dtype)
     except TypeError as exc:
-        raise TypeError(f"tensor: {dtype!r} is not a dtype: {exc}") from None
-    if dt in _FLOATS:
+        raise TypeError(f"{name}: {dtype!r} is not a dtype: {exc}") from None
+    if dt in _FLOATS or dt == _I64:
         return dt
-    if dt.kind in "iub":
-        return _I64
-    raise TypeError(f"tensor: dtype {dt} is not supported (use float32, float64 or an "
-                    f"integer dtype)")
+    raise TypeError(f"{name}: dtype {dt} is not supported (use float32, float64 or int64)")
 
 
 def _to_array(data, dtype=None) -> np.ndarray:
-    """A fresh C-contiguous float32/float64/int64 array from array-like data."""
+    """A fresh C-contiguous float32/float64/int64 array from array-like data.
+
+    Values are never wrapped around or truncated: integers beyond int64, NaN
+    or fractions converted to int64 and finite values overflowing float32
+    raise (see checked_cast).
+    """
     if isinstance(data, Tensor):
         data = data._data
     if isinstance(data, (str, bytes)):
         raise TypeError(f"tensor: expected numbers or an array, got {type(data).__name__}")
+    target = _resolve_dtype(dtype)
     try:
         arr = np.asarray(data)
     except ValueError as exc:
         raise ValueError(f"tensor: data is not a rectangular array of numbers "
                          f"(ragged nested lists?): {exc}") from None
+    if arr.dtype == object:
+        arr = from_objects(arr, target, data)
     if arr.dtype.kind not in "fiub":
         raise TypeError(f"tensor: expected numbers, got an array of dtype {arr.dtype}"
                         f" (from {type(data).__name__})")
-    target = _resolve_dtype(dtype)
+    if (target is None and arr.dtype == _F64 and not isinstance(data, np.ndarray)
+            and beyond_exact(arr)):
+        # numpy turns Python ints that do not all fit one integer type (2**63
+        # with -1) into float64, rounding them: refuse unless a float is there.
+        leaves = np.asarray(data, dtype=object).ravel().tolist()
+        big = first_big_int(leaves)
+        if big is not None and not any(isinstance(v, (float, np.floating)) for v in leaves):
+            raise OverflowError(f"tensor: value {big} does not fit in int64 (range "
+                                f"[{I64_MIN}, {I64_MAX}]); write it as a float for a "
+                                f"float tensor")
     if target is None:
         if arr.dtype in _FLOATS:
             target = arr.dtype
@@ -124,7 +145,8 @@ def _to_array(data, dtype=None) -> np.ndarray:
             target = _F64
         else:
             target = _I64
-    return np.array(arr, dtype=target, order="C", copy=True)
+    out = checked_cast(arr, target, "tensor")
+    return np.array(out, order="C", copy=True) if out is arr else out
 
 
 def _new(data: np.ndarray, op: int = _LEAF, inputs: tuple = (), attrs: tuple = (),
@@ -232,6 +254,11 @@ class Tensor:
 
     def __init__(self, data, dtype=None, requires_grad: bool = False,
                  label: str | None = None):
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(f"tensor: requires_grad must be True or False, got "
+                            f"{requires_grad!r}")
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"tensor: label must be a str or None, got {type(label).__name__}")
         arr = _to_array(data, dtype)
         if requires_grad and arr.dtype not in _FLOATS:
             raise ValueError(f"tensor: only float tensors can require grad, got dtype "
@@ -257,10 +284,18 @@ class Tensor:
         keeps its home (a module's arena, an optimizer's view, every tape that
         reads it).  Another shape: a leaf takes a new array (tapes lowered
         with the old shape then refuse to run); an op's result refuses."""
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"Tensor.data: expected numbers or an array, got "
+                            f"{type(value).__name__}")
         arr = np.asarray(getattr(value, "_data", value))
+        current = self._data
+        if arr.dtype == object:
+            arr = from_objects(arr, current.dtype, value, "Tensor.data")
         if arr.dtype.kind not in "fiub":
             raise TypeError(f"Tensor.data: expected numbers, got an array of dtype {arr.dtype}")
-        current = self._data
+        # The tensor keeps its dtype: values it cannot hold raise (no wraparound,
+        # no truncation of 1.5 into an int64 tensor, no overflow to inf).
+        arr = checked_cast(arr, current.dtype, "Tensor.data")
         if self._op != _LEAF:
             # An op's result is the slot a lowered tape computes into.
             if arr.shape != current.shape:
@@ -268,13 +303,13 @@ class Tensor:
                     f"Tensor.data: the {self._opname()} result{_label_part(self)} has "
                     f"shape {current.shape}; only a leaf's data can take another shape, "
                     f"got {arr.shape}")
-            np.copyto(current, arr, casting="unsafe")
+            np.copyto(current, arr)
             return
         if arr.shape == current.shape and current.flags.writeable:
             if arr is not current:
-                np.copyto(current, arr, casting="unsafe")
+                np.copyto(current, arr)
             return
-        self._data = np.array(arr, dtype=current.dtype, order="C", copy=True)
+        self._data = np.array(arr, order="C", copy=True)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -519,44 +554,83 @@ def tensor(data, dtype=None, requires_grad: bool = False, label: str | None = No
     """A new leaf tensor holding a copy of ``data``.
 
     Float arrays keep their dtype (float32 stays float32); Python floats give
-    float64; integer data gives int64 (class targets, indices).
+    float64; integer data gives int64 (class targets, indices).  ``dtype``
+    is float32, float64 or int64.  Values are never wrapped around or
+    truncated: an integer beyond int64 raises OverflowError, a fraction, NaN
+    or inf converted to int64 raises ValueError, and a finite value that
+    would overflow float32 raises OverflowError.
     """
     return Tensor(data, dtype=dtype, requires_grad=requires_grad, label=label)
 
 
-def _shape_arg(shape) -> tuple[int, ...]:
-    if len(shape) == 1 and isinstance(shape[0], Iterable):
+def _shape_arg(shape: tuple, name: str) -> tuple[int, ...]:
+    """Sizes given as ``f(2, 3)`` or ``f((2, 3))``: ints >= 0 (numpy ints too;
+    no bool, float or str)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
+    for i, s in enumerate(shape):
+        if not is_int(s):
+            raise TypeError(f"{name}: shape entry {i} is {s!r} ({type(s).__name__}); sizes "
+                            f"must be ints >= 0, got shape {shape!r}")
+        if s < 0:
+            raise ValueError(f"{name}: shape entry {i} is {s}; sizes must be >= 0, got "
+                             f"shape {shape!r}")
     return tuple(int(s) for s in shape)
 
 
-def _float_dtype(dtype) -> np.dtype:
-    dt = _resolve_dtype(dtype) if dtype is not None else _F64
-    return dt
+def _float_dtype(dtype, name: str, allow_int64: bool = False) -> np.dtype:
+    """A factory's dtype: float64 by default, float32, and int64 where allowed."""
+    if dtype is None:
+        return _F64
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        return _resolve_dtype(dtype, name)      # raises: not a dtype
+    if dt in _FLOATS or (allow_int64 and dt == _I64):
+        return dt
+    allowed = "float32, float64 or int64" if allow_int64 else "float32 or float64"
+    raise TypeError(f"{name}: dtype {dt} is not supported (use {allowed})")
 
 
 def zeros(*shape, dtype=None, requires_grad=False, label=None) -> Tensor:
-    return Tensor(np.zeros(_shape_arg(shape), dtype=_float_dtype(dtype)),
+    """A tensor of zeros; ``dtype`` float64 (default), float32 or int64."""
+    return Tensor(np.zeros(_shape_arg(shape, "zeros"), dtype=_float_dtype(dtype, "zeros", True)),
                   requires_grad=requires_grad, label=label)
 
 
 def ones(*shape, dtype=None, requires_grad=False, label=None) -> Tensor:
-    return Tensor(np.ones(_shape_arg(shape), dtype=_float_dtype(dtype)),
+    """A tensor of ones; ``dtype`` float64 (default), float32 or int64."""
+    return Tensor(np.ones(_shape_arg(shape, "ones"), dtype=_float_dtype(dtype, "ones", True)),
                   requires_grad=requires_grad, label=label)
 
 
 def full(shape, fill_value, dtype=None, requires_grad=False, label=None) -> Tensor:
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    return Tensor(np.full(shape, fill_value, dtype=_float_dtype(dtype)),
+    """A tensor filled with a real number; ``dtype`` float64 (default), float32 or
+    int64 (which takes only an integral ``fill_value`` in range)."""
+    dt = _float_dtype(dtype, "full", True)
+    if not (is_int(fill_value) or isinstance(fill_value, (float, np.floating))):
+        raise TypeError(f"full: fill_value must be a real number, got {fill_value!r} "
+                        f"({type(fill_value).__name__})")
+    if is_int(fill_value) and not I64_MIN <= int(fill_value) <= I64_MAX:
+        value = from_objects(np.array(fill_value, dtype=object), dt, fill_value, "full")
+    else:
+        value = np.asarray(fill_value)
+    value = checked_cast(value, dt, "full")
+    return Tensor(np.full(_shape_arg((shape,), "full"), value, dtype=dt),
                   requires_grad=requires_grad, label=label)
 
 
 def randn(*shape, dtype=None, requires_grad=False, label=None,
           generator: np.random.Generator | None = None) -> Tensor:
-    """Standard normal samples (numpy's global state unless a Generator is given)."""
-    shape = _shape_arg(shape)
+    """Standard normal samples (numpy's global state unless a Generator is given);
+    ``dtype`` float64 (default) or float32."""
+    shape = _shape_arg(shape, "randn")
+    dt = _float_dtype(dtype, "randn")
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(f"randn: generator must be a numpy.random.Generator, got "
+                        f"{type(generator).__name__}")
     values = generator.standard_normal(shape) if generator is not None \
         else np.random.standard_normal(shape)
-    return Tensor(np.asarray(values, dtype=_float_dtype(dtype)),
+    return Tensor(np.asarray(values, dtype=dt),
                   requires_grad=requires_grad, label=label)
 

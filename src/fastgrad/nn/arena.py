@@ -16,7 +16,7 @@ import numpy as np
 
 from fastgrad.tensor import Tensor
 
-__all__ = ["TensorArena", "arena_of"]
+__all__ = ["TensorArena", "arena_of", "home_of"]
 
 # id(data buffer) -> arena, so an arena can be found from its tensors.
 _BY_BUFFER: "weakref.WeakValueDictionary[int, TensorArena]" = weakref.WeakValueDictionary()
@@ -61,6 +61,8 @@ class TensorArena:
             self.data_views.append(view)
         for buf in self.data.values():
             _BY_BUFFER[id(buf)] = self
+        # id(tensor) -> its position (the arena holds the tensors, so ids are stable)
+        self.index: dict[int, int] = {id(p): i for i, p in enumerate(self.params)}
         # (data, grad) per dtype, in a fixed order (what optimizers iterate).
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = [
             (self.data[dt], self.grad[dt]) for dt in self.data]
@@ -124,3 +126,15 @@ def arena_of(params: list[Tensor]) -> TensorArena | None:
     if arena is not None and arena.owns(params):
         return arena
     return None
+
+
+def home_of(p: Tensor) -> tuple[TensorArena, int] | None:
+    """(arena, position) of the arena ``p`` lives in, or None when it lives in none."""
+    base = p._data.base
+    arena = _BY_BUFFER.get(id(base)) if base is not None else None
+    if arena is None or arena.data.get(p.dtype) is not base:
+        return None
+    i = arena.index.get(id(p))
+    if i is None or arena.data_views[i] is not p._data:
+        return None
+    return arena, i

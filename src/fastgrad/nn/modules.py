@@ -12,13 +12,14 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from math import sqrt
 
 import numpy as np
 
 from fastgrad.nn.arena import TensorArena
-from fastgrad.tensor import Tensor, _F32, _F64, _new, _resolve_dtype
+from fastgrad._convert import checked_cast, from_objects
+from fastgrad.tensor import Tensor, _F32, _F64, _new
 
 __all__ = ["Parameter", "Module", "Linear", "MLP", "Sequential", "ReLU", "Tanh",
            "Sigmoid", "Identity"]
@@ -39,11 +40,52 @@ def Parameter(data, dtype=None, label: str | None = None) -> Tensor:
     return t
 
 
-def _float_dtype(dtype) -> np.dtype:
-    dt = _resolve_dtype(dtype if dtype is not None else "float64")
+def _float_dtype(dtype, name: str) -> np.dtype:
+    try:
+        dt = np.dtype(dtype if dtype is not None else "float64")
+    except TypeError as exc:
+        raise TypeError(f"{name}: {dtype!r} is not a dtype: {exc}") from None
     if dt not in (_F32, _F64):
-        raise TypeError(f"module dtype must be float32 or float64, got {dt}")
+        raise TypeError(f"{name}: dtype must be float32 or float64, got {dt}")
     return dt
+
+
+def _size(value, name: str, what: str) -> int:
+    """A layer size: an int >= 0 (numpy ints too; no bool, float or str)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: {what} must be an int >= 0, got {value!r} "
+                        f"({type(value).__name__})")
+    if value < 0:
+        raise ValueError(f"{name}: {what} must be >= 0, got {value}")
+    return int(value)
+
+
+def _generator(generator, name: str):
+    if generator is not None and not isinstance(generator, np.random.Generator):
+        raise TypeError(f"{name}: generator must be a numpy.random.Generator or None, got "
+                        f"{type(generator).__name__}")
+    return generator
+
+
+def _state_value(name: str, raw, p: Tensor) -> np.ndarray:
+    """State-dict entry `name` as an array of p's shape and dtype, or raise."""
+    where = f"load_state_dict: '{name}'"
+    if isinstance(raw, (str, bytes)):
+        raise TypeError(f"{where} is a {type(raw).__name__}, not an array of numbers")
+    try:
+        value = np.asarray(getattr(raw, "_data", raw))
+    except ValueError as exc:
+        raise ValueError(f"{where} is not a rectangular array: {exc}") from None
+    if value.dtype == object:
+        value = from_objects(value, p.dtype, raw, where)
+    if value.dtype.kind not in "fiu":
+        raise TypeError(f"{where} has dtype {value.dtype}; parameters take real numbers")
+    if value.shape != p.shape:
+        raise ValueError(f"{where} has shape {value.shape} in the state dict but {p.shape} "
+                         f"in the module")
+    if not p._data.flags.writeable:
+        raise ValueError(f"{where}: the parameter's array is read-only")
+    return checked_cast(value, p.dtype, where)
 
 
 class Module:
@@ -177,9 +219,16 @@ class Module:
     def load_state_dict(self, state: dict, strict: bool = True) -> None:
         """Copy arrays into the parameters (in place: arenas and tapes stay valid).
 
-        With ``strict`` (the default) a missing or unexpected key is an error;
-        a shape mismatch always is.  Nothing is changed unless every entry fits.
+        With ``strict`` (the default) a missing or unexpected key is an error.
+        A shape mismatch, a value that is not real numbers (complex, bool,
+        str, object) and a value the parameter's dtype cannot hold (beyond
+        float32's range) always are.  Nothing is changed unless every entry fits.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(f"load_state_dict: expected a mapping of parameter names to "
+                            f"arrays, got {type(state).__name__}")
+        if not isinstance(strict, (bool, np.bool_)):
+            raise TypeError(f"load_state_dict: strict must be True or False, got {strict!r}")
         own = dict(self.named_parameters())
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
@@ -192,15 +241,8 @@ class Module:
             raise ValueError(f"load_state_dict: {'; '.join(parts)}")
         updates = []
         for name, p in own.items():
-            if name not in state:
-                continue
-            value = np.asarray(getattr(state[name], "_data", state[name]))
-            if value.shape != p.shape:
-                raise ValueError(f"load_state_dict: '{name}' has shape {value.shape} in the "
-                                 f"state dict but {p.shape} in the module")
-            if value.dtype.kind not in "fiu":
-                raise ValueError(f"load_state_dict: '{name}' has non-numeric dtype {value.dtype}")
-            updates.append((p, value))
+            if name in state:
+                updates.append((p, _state_value(name, state[name], p)))
         for p, value in updates:
             p._data[...] = value
 
@@ -244,11 +286,12 @@ class Linear(Module):
     def __init__(self, nin: int, nout: int, bias: bool = True, dtype="float64",
                  generator: np.random.Generator | None = None):
         super().__init__()
-        if int(nin) < 0 or int(nout) < 0:
-            raise ValueError(f"Linear: sizes must be non-negative, got ({nin}, {nout})")
-        self.nin, self.nout = int(nin), int(nout)
-        dt = _float_dtype(dtype)
-        bound = 1.0 / sqrt(nin) if nin > 0 else 0.0
+        self.nin, self.nout = _size(nin, "Linear", "nin"), _size(nout, "Linear", "nout")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"Linear: bias must be True or False, got {bias!r}")
+        dt = _float_dtype(dtype, "Linear")
+        generator = _generator(generator, "Linear")
+        bound = 1.0 / sqrt(self.nin) if self.nin > 0 else 0.0
         uniform = generator.uniform if generator is not None else np.random.uniform
         self.weight = Parameter(np.asarray(uniform(-bound, bound, (self.nin, self.nout)), dtype=dt))
         self.bias = Parameter(np.asarray(uniform(-bound, bound, (self.nout,)), dtype=dt)) \
@@ -325,12 +368,18 @@ class MLP(Sequential):
 
     def __init__(self, nin: int, nouts, activation: str | None = "relu", dtype="float64",
                  generator: np.random.Generator | None = None):
-        if activation not in _ACTIVATIONS:
+        if not (activation is None or isinstance(activation, str)) \
+                or activation not in _ACTIVATIONS:
             raise ValueError(f"MLP: activation must be 'relu', 'tanh', 'sigmoid' or None, "
                              f"got {activation!r}")
-        sizes = [int(nin)] + [int(n) for n in nouts]
+        if isinstance(nouts, (str, bytes, dict, set)) or not isinstance(nouts, Iterable):
+            raise TypeError(f"MLP: nouts must be a list of layer sizes, got {nouts!r}")
+        sizes = [_size(nin, "MLP", "nin")] + [_size(n, "MLP", f"nouts[{i}]")
+                                              for i, n in enumerate(nouts)]
         if len(sizes) < 2:
             raise ValueError("MLP: nouts must name at least one layer size")
+        _float_dtype(dtype, "MLP")
+        _generator(generator, "MLP")
         layers: list[Module] = []
         for i in range(len(sizes) - 1):
             layers.append(Linear(sizes[i], sizes[i + 1], dtype=dtype, generator=generator))

@@ -11,8 +11,6 @@ lowers the graph and runs the compiled reverse sweep.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
 

@@ -417,3 +417,62 @@ def test_call_while_a_backward_of_the_same_trace_runs_in_another_thread_raises()
     assert not errors
     np.testing.assert_allclose(W0.grad, 8.0 * W0.data, rtol=1e-12)
     f(W0 * 3.0).backward()                  # free again once the backward is done
+
+
+# -- a compiled result inside a further eager graph ----------------------------------------
+
+def _f_and_params(seed=5):
+    rng = np.random.default_rng(seed)
+    W = fg.tensor(rng.standard_normal((3, 2)), requires_grad=True, label="W")
+
+    def body(X):
+        return ((X @ W).tanh() ** 2).sum()
+
+    return W, body, fg.compile(body), rng
+
+
+def test_compiled_result_used_in_an_eager_expression_backpropagates_as_eager():
+    W, body, f, rng = _f_and_params()
+    X = rng.standard_normal((4, 3))
+    f(X)                                        # trace
+    loss = f(X) * 3.0 + (W * W).sum()
+    W.grad = None
+    loss.backward()
+    compiled = W.grad.copy()
+    W.grad = None
+    (body(fg.tensor(X)) * 3.0 + (W * W).sum()).backward()
+    np.testing.assert_allclose(compiled, W.grad, rtol=1e-12)
+    # central differences
+    w0 = W.data.copy()
+
+    def value(w):
+        return float(3.0 * (np.tanh(X @ w) ** 2).sum() + (w * w).sum())
+
+    numeric = np.zeros_like(w0)
+    for idx in np.ndindex(*w0.shape):
+        up, down = w0.copy(), w0.copy()
+        up[idx] += 1e-6
+        down[idx] -= 1e-6
+        numeric[idx] = (value(up) - value(down)) / 2e-6
+    np.testing.assert_allclose(compiled, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_two_calls_of_one_trace_in_one_eager_graph_raise_instead_of_mixing_values():
+    W, body, f, rng = _f_and_params()
+    r1 = f(rng.standard_normal((4, 3)))
+    r2 = f(rng.standard_normal((4, 3)))
+    with pytest.raises(RuntimeError, match="replayed by a later call"):
+        (r1 + r2).backward()
+
+
+def test_compiled_result_of_a_non_leaf_argument_inside_an_eager_graph():
+    W, body, f, rng = _f_and_params()
+    X0 = fg.tensor(rng.standard_normal((4, 3)), requires_grad=True)
+    h = X0 * 2.0
+    f(h)                                        # trace
+    (f(h) * 0.5).backward()
+    compiled = (W.grad.copy(), X0.grad.copy())
+    W.grad = X0.grad = None
+    (body(X0 * 2.0) * 0.5).backward()
+    np.testing.assert_allclose(compiled[0], W.grad, rtol=1e-12)
+    np.testing.assert_allclose(compiled[1], X0.grad, rtol=1e-12)

@@ -48,23 +48,28 @@ def lower(root: Union[Value, Tensor], *, fuse: bool = True) -> Union[Tape, Array
         f"lower: expected a fastgrad Value or Tensor as the root, got {type(root).__name__}")
 
 
-def topological_order(*roots: Tensor) -> list[Tensor]:
-    """Nodes below the roots, inputs before the nodes that use them (iterative DFS)."""
+def topological_order(*roots: Tensor, cut_calls: bool = False) -> list[Tensor]:
+    """Nodes below the roots, inputs before the nodes that use them (iterative DFS).
+
+    cut_calls: do not walk below the result of a compiled call (a tensor
+    with a ``_tape``) unless it is the first root.
+    """
     order: list[Tensor] = []
     seen: set[int] = set()
     for root in roots:
         if id(root) in seen:
             continue
         seen.add(id(root))
-        _walk(root, seen, order)
+        _walk(root, seen, order, roots[0] if cut_calls else None)
     return order
 
 
-def _walk(root: Tensor, seen: set[int], order: list[Tensor]) -> None:
+def _walk(root: Tensor, seen: set[int], order: list[Tensor], keep) -> None:
     stack = [(root, 0)]
     while stack:
         node, i = stack[-1]
-        inputs = node._inputs
+        cut = keep is not None and node._tape is not None and node is not keep
+        inputs = () if cut else node._inputs
         if i < len(inputs):
             stack[-1] = (node, i + 1)
             child = inputs[i]
@@ -76,7 +81,8 @@ def _walk(root: Tensor, seen: set[int], order: list[Tensor]) -> None:
             order.append(node)
 
 
-def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = True) -> ArrayTape:
+def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = True,
+                 cut_calls: bool = False) -> ArrayTape:
     """Plan buffers and emit the array program for the graph below root.
 
     extra_roots: more tensors whose graphs the forward sweep must also
@@ -88,13 +94,17 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
     lowered twice, or a metric lowered beside the loss) share that storage.
     expose_grads: make each intermediate's ``.grad`` the tape's gradient
     slot (eager ``Tensor.backward()`` passes False).
+    cut_calls: lower the results of compiled calls below root as leaves,
+    their own graphs left out (eager backward, see Tensor.backward).
     """
-    order = topological_order(root, *extra_roots)
+    order = topological_order(root, *extra_roots, cut_calls=cut_calls)
+    cut = {id(node) for node in order if node._tape is not None and node is not root} \
+        if cut_calls else ()
     slot_of: dict[int, int] = {}
     needs_grad: list[bool] = []
     for i, node in enumerate(order):
         slot_of[id(node)] = i
-        if node._op == _LEAF:
+        if node._op == _LEAF or id(node) in cut:
             needs_grad.append(bool(node.requires_grad))
         else:
             needs_grad.append(bool(node.requires_grad)
@@ -114,7 +124,7 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
             # to its .grad once per backward (so a second backward doubles it
             # exactly, however many times the leaf is used).
             grad_sizes[dt] = grad_sizes.get(dt, 0) + node.size
-        if node._op == _LEAF:
+        if node._op == _LEAF or id(node) in cut:
             continue
         plan = node._attrs[-1]
         if plan.scratch:
@@ -136,7 +146,7 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
     leaf_slots, leaf_tensors, leaf_needs = [], [], []
     for i, node in enumerate(order):
         slot_bytes[i] = node._data.nbytes
-        if node._op == _LEAF:
+        if node._op == _LEAF or id(node) in cut:
             leaf_slots.append(i)
             leaf_tensors.append(node)
             leaf_needs.append(needs_grad[i])
@@ -174,7 +184,7 @@ def lower_tensor(root: Tensor, extra_roots: tuple = (), *, expose_grads: bool = 
     instrs = []
     instr_node = []
     for i, node in enumerate(order):
-        if node._op == _LEAF:
+        if node._op == _LEAF or id(node) in cut:
             continue
         plan = node._attrs[-1]
         inputs = node._inputs

@@ -533,7 +533,17 @@ class Tensor:
             return
         from fastgrad.lower import lower_tensor
 
-        lower_tensor(self, expose_grads=False).backward(grad)
+        # A compiled call's result inside this graph is a leaf of this sweep;
+        # its gradient then goes on through the call's own tape, which
+        # refuses if a later call has replayed it.
+        tape = lower_tensor(self, expose_grads=False, cut_calls=True)
+        calls = [t for t in tape.leaves if t._tape is not None]
+        for t in calls:
+            t.grad = None           # (it was the call's own gradient slot)
+        tape.backward(grad)
+        for t in calls:
+            if t.grad is not None:
+                t._tape.backward(t.grad)
 
     def zero_grad(self) -> None:
         if self.grad is not None:

@@ -476,3 +476,26 @@ def test_compiled_result_of_a_non_leaf_argument_inside_an_eager_graph():
     (body(X0 * 2.0) * 0.5).backward()
     np.testing.assert_allclose(compiled[0], W.grad, rtol=1e-12)
     np.testing.assert_allclose(compiled[1], X0.grad, rtol=1e-12)
+
+
+def test_second_result_backward_after_a_later_call_raises():
+    rng = np.random.default_rng(6)
+    W = fg.tensor(rng.standard_normal((3, 2)), requires_grad=True)
+
+    @fg.compile
+    def f(X):
+        h = X @ W
+        return (h * h).sum(), h.tanh().sum()
+
+    X1 = rng.standard_normal((4, 3))
+    f(X1)
+    loss, other = f(X1)
+    W.grad = None
+    other.backward()
+    expected = X1.T @ (1 - np.tanh(X1 @ W.data) ** 2)
+    np.testing.assert_allclose(W.grad, expected, rtol=1e-12)
+    loss2, other2 = f(rng.standard_normal((4, 3)))
+    with pytest.raises(RuntimeError, match="replayed by a later call"):
+        other.backward()
+    with pytest.raises(RuntimeError, match="replayed by a later call"):
+        (other * 2.0).backward()

@@ -262,11 +262,33 @@ def _read_by_backward(tape, placeholders) -> list[bool]:
     return [bool(read >> i & 1) for i in range(len(placeholders))]
 
 
-def _result_copy(node: Tensor) -> Tensor:
+class _Output:
+    """Another result of a call (not the first): its backward runs eagerly
+    through the traced graph below it, while the call's values are still
+    on the tape."""
+
+    __slots__ = ("call", "node")
+
+    def __init__(self, call, node):
+        self.call = call
+        self.node = node
+
+    def backward(self, grad=None):
+        from fastgrad.lower import lower_tensor
+
+        why = self.call._replayed()
+        if why is not None:
+            raise RuntimeError(f"compile: this result's tape has been replayed by a "
+                               f"later call of {self.call.trace.name} {why}")
+        lower_tensor(self.node, expose_grads=False).backward(grad)
+
+
+def _result_copy(node: Tensor, call) -> Tensor:
     """A new tensor for one call's result: the node's array, op and inputs."""
     t = _new(node._data, node._op, node._inputs, node._attrs, node.requires_grad,
              node.label)
     t.grad = node.grad
+    t._tape = _Output(call, node)
     return t
 
 
@@ -364,7 +386,7 @@ class CompiledFunction:
         first._tape = _Call(trace, number, sources)
         if trace.single:
             return first
-        results = [first] + [_result_copy(t) for t in trace.outputs[1:]]
+        results = [first] + [_result_copy(t, first._tape) for t in trace.outputs[1:]]
         if type(trace.result) is list:
             return results
         if type(trace.result) is tuple:

@@ -30,12 +30,11 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE / "src" / "fastgrad"
 DEBUG = os.environ.get("FASTGRAD_DEBUG", "0") not in ("", "0")
 
-# The opcode enum is generated from the op table, the single source of truth.
+# The op table is the source: the opcode enum, the elementwise kernels and
+# loops, the Value and Tensor methods and their stubs are generated from it
+# (fastgrad/_codegen.py says what goes where).  Nothing generated is committed.
 ops = runpy.run_path(str(PACKAGE / "ops.py"))
-opcodes = PACKAGE / "_opcodes.pxi"
-source = ops["opcode_enum_source"]()
-if not opcodes.exists() or opcodes.read_text() != source:
-    opcodes.write_text(source)
+runpy.run_path(str(PACKAGE / "_codegen.py"))["generate"](PACKAGE, ops)
 
 directives = {
     "language_level": 3,

@@ -509,6 +509,8 @@ cdef class ArrayTape:
                 rhs = f"%{ins.a} {sym} %{ins.b}"
             elif ins.op == OP_POW_CONST:
                 rhs = f"%{ins.a} ** {ins.c!r}"
+            elif ins.op in _WITH_ATTR:
+                rhs = f"{sym}(%{ins.a}, {ins.c!r})"
             else:
                 rhs = f"{sym}({operands})"
             lines.append(f"%{ins.out} = {rhs}  -> {tuple(node.shape)} {node.dtype}"
@@ -520,7 +522,8 @@ cdef class ArrayTape:
 from fastgrad.ops import BY_OPCODE as _BY_OPCODE
 
 _SYMBOL = {code: op.symbol for code, op in _BY_OPCODE.items()}
-_INFIX = {OP_ADD, OP_SUB, OP_MUL, OP_TRUEDIV, OP_POW, OP_MATMUL}
+_INFIX = {code for code, op in _BY_OPCODE.items() if op.infix}
+_WITH_ATTR = {code for code, op in _BY_OPCODE.items() if op.attr is not None}
 
 
 cdef str _comment(t):

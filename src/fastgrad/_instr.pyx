@@ -21,6 +21,7 @@ from fastgrad._kernels cimport (
     log_softmax_forward, log_softmax_backward, cross_entropy_forward,
     cross_entropy_backward, cast_forward_f32_f64, cast_backward_f32_f64,
     cast_forward_f64_f32, cast_backward_f64_f32, cross_entropy_kept,
+    is_elementwise_unary, is_elementwise_binary,
 )
 from fastgrad._blas cimport gemm
 
@@ -51,11 +52,10 @@ cdef Py_ssize_t _forward_typed(Instr* ins, const Py_ssize_t* meta, char** vp,
     cdef floating* scratch
     cdef int nd
     cdef Py_ssize_t batch, i
-    if op == OP_ADD or op == OP_SUB or op == OP_MUL or op == OP_TRUEDIV or op == OP_POW:
+    if is_elementwise_binary(op):
         nd = <int>m[0]
-        binary_forward(op, nd, m + 1, a, m + 1 + nd, b, m + 1 + 2 * nd, out, ins.c)
-    elif (op == OP_RELU or op == OP_TANH or op == OP_EXP or op == OP_LOG
-          or op == OP_SIGMOID or op == OP_NEG or op == OP_ABS or op == OP_POW_CONST):
+        binary_forward(op, nd, m + 1, a, m + 1 + nd, b, m + 1 + 2 * nd, out)
+    elif is_elementwise_unary(op):
         unary_forward(op, m[0], a, out, ins.c)
     elif op == OP_MATMUL:
         # m: batch, rows, cols, inner, a batch stride, b batch stride
@@ -106,12 +106,11 @@ cdef void _backward_typed(Instr* ins, const Py_ssize_t* meta, char** vp,
         gb = <floating*>gp[ins.b]
     if gout == NULL or (ga == NULL and gb == NULL):
         return
-    if op == OP_ADD or op == OP_SUB or op == OP_MUL or op == OP_TRUEDIV or op == OP_POW:
+    if is_elementwise_binary(op):
         nd = <int>m[0]
         binary_backward(op, nd, m + 1, a, m + 1 + nd, b, m + 1 + 2 * nd,
-                        out, gout, ga, gb, ins.c)
-    elif (op == OP_RELU or op == OP_TANH or op == OP_EXP or op == OP_LOG
-          or op == OP_SIGMOID or op == OP_NEG or op == OP_ABS or op == OP_POW_CONST):
+                        out, gout, ga, gb)
+    elif is_elementwise_unary(op):
         unary_backward(op, m[0], a, out, gout, ga, ins.c)
     elif op == OP_MATMUL:
         batch = m[0]
@@ -309,7 +308,7 @@ cdef str check_extents(Instr* ins, const Py_ssize_t* meta, Py_ssize_t n_meta,
             return f"slot {slot} outside -1..{n_slots - 1}"
     m = meta + ins.meta
     item_a = item_b = item
-    if op in (OP_ADD, OP_SUB, OP_MUL, OP_TRUEDIV, OP_POW):
+    if is_elementwise_binary(op):
         nd = <int>m[0]
         if nd < 1 or ins.meta + 1 + 3 * nd > n_meta or ins.b < 0:
             return "malformed broadcast metadata"
@@ -320,8 +319,7 @@ cdef str check_extents(Instr* ins, const Py_ssize_t* meta, Py_ssize_t n_meta,
         need_b = _span(nd, m + 1, m + 1 + 2 * nd, 0, &low)
         if low < 0:
             return "negative stride walk"
-    elif op in (OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID, OP_NEG, OP_ABS,
-                OP_POW_CONST, OP_RESHAPE):
+    elif is_elementwise_unary(op) or op == OP_RESHAPE:
         need_a = need_out = m[0]
     elif op == OP_MATMUL:
         if ins.b < 0:

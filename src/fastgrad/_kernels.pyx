@@ -1,8 +1,9 @@
 """Array kernels for tensors on the tape (declared in _kernels.pxd).
 
-Elementwise kernels apply the scalar kernel pairs of _kernels.pxd to every
-element, so an op's arithmetic is written once for scalars and arrays alike.
-Arithmetic is done in double and rounded to the array's dtype.
+Elementwise kernels apply the scalar kernel pairs generated from the op
+table to every element, so an op's arithmetic is written once, in its row,
+for scalars and arrays alike.  Arithmetic is done in double and rounded to
+the array's dtype.
 """
 
 cimport cython
@@ -80,34 +81,19 @@ cdef inline Py_ssize_t _outer(int ndim, const Py_ssize_t* shape,
     return n
 
 
-# -- elementwise binary ----------------------------------------------------------
+# -- elementwise ------------------------------------------------------------------
+#
+# The per-op loops (unary_forward/backward, _binary_row/_backward) are
+# generated from the op table; binary_forward/backward walk the broadcast
+# iteration shape and call the row loops with constant strides where they can.
 
-cdef inline void _binary_row(int op, Py_ssize_t n,
-                             const floating* a, Py_ssize_t ia,
-                             const floating* b, Py_ssize_t ib,
-                             floating* out) noexcept nogil:
-    cdef Py_ssize_t j
-    if op == OP_ADD:
-        for j in range(n):
-            out[j] = <floating>add_forward(a[j * ia], b[j * ib])
-    elif op == OP_MUL:
-        for j in range(n):
-            out[j] = <floating>mul_forward(a[j * ia], b[j * ib])
-    elif op == OP_SUB:
-        for j in range(n):
-            out[j] = <floating>sub_forward(a[j * ia], b[j * ib])
-    elif op == OP_TRUEDIV:
-        for j in range(n):
-            out[j] = <floating>truediv_forward(a[j * ia], b[j * ib])
-    elif op == OP_POW:
-        for j in range(n):
-            out[j] = <floating>pow_forward(a[j * ia], b[j * ib])
+include "_elementwise_loops.pxi"
 
 
 cdef void binary_forward(int op, int ndim, const Py_ssize_t* shape,
                          const floating* a, const Py_ssize_t* sa,
                          const floating* b, const Py_ssize_t* sb,
-                         floating* out, double c) noexcept nogil:
+                         floating* out) noexcept nogil:
     cdef Py_ssize_t idx[MAX_DIMS]
     cdef Py_ssize_t outer = _outer(ndim, shape, idx)
     cdef Py_ssize_t inner = shape[ndim - 1]
@@ -130,52 +116,11 @@ cdef void binary_forward(int op, int ndim, const Py_ssize_t* shape,
         _next2(ndim, shape, idx, sa, &oa, sb, &ob)
 
 
-cdef inline void _binary_row_backward(int op, Py_ssize_t n,
-                                      const floating* a, Py_ssize_t ia,
-                                      const floating* b, Py_ssize_t ib,
-                                      const floating* out, const floating* gout,
-                                      floating* ga, floating* gb) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef double da, db
-    if op == OP_ADD or op == OP_SUB:
-        if ga != NULL:
-            for j in range(n):
-                ga[j * ia] += gout[j]
-        if gb != NULL:
-            if op == OP_ADD:
-                for j in range(n):
-                    gb[j * ib] += gout[j]
-            else:
-                for j in range(n):
-                    gb[j * ib] -= gout[j]
-    elif op == OP_MUL:
-        if ga != NULL:
-            for j in range(n):
-                ga[j * ia] += <floating>(<double>b[j * ib] * gout[j])
-        if gb != NULL:
-            for j in range(n):
-                gb[j * ib] += <floating>(<double>a[j * ia] * gout[j])
-    else:
-        for j in range(n):
-            da = 0.0
-            db = 0.0
-            if op == OP_TRUEDIV:
-                truediv_backward(a[j * ia], b[j * ib], gout[j], &da, &db)
-            else:
-                pow_backward(a[j * ia], b[j * ib], out[j], gout[j], &da, &db)
-            if ga != NULL:
-                ga[j * ia] += <floating>da
-            if gb != NULL:
-                gb[j * ib] += <floating>db
-
-
 cdef void binary_backward(int op, int ndim, const Py_ssize_t* shape,
                           const floating* a, const Py_ssize_t* sa,
                           const floating* b, const Py_ssize_t* sb,
                           const floating* out, const floating* gout,
-                          floating* ga, floating* gb, double c) noexcept nogil:
-    # add/sub/mul written out here match add_backward/sub_backward/
-    # mul_backward in _kernels.pxd (checked against them by the tests).
+                          floating* ga, floating* gb) noexcept nogil:
     cdef Py_ssize_t idx[MAX_DIMS]
     cdef Py_ssize_t outer = _outer(ndim, shape, idx)
     cdef Py_ssize_t inner = shape[ndim - 1]
@@ -198,87 +143,6 @@ cdef void binary_backward(int op, int ndim, const Py_ssize_t* shape,
                                  gb + ob if gb != NULL else NULL)
         o += inner
         _next2(ndim, shape, idx, sa, &oa, sb, &ob)
-
-
-# -- elementwise unary -----------------------------------------------------------
-
-cdef void unary_forward(int op, Py_ssize_t n, const floating* a,
-                        floating* out, double c) noexcept nogil:
-    cdef Py_ssize_t j
-    if op == OP_RELU:
-        for j in range(n):
-            out[j] = <floating>relu_forward(a[j])
-    elif op == OP_TANH:
-        for j in range(n):
-            out[j] = <floating>tanh_forward(a[j])
-    elif op == OP_EXP:
-        for j in range(n):
-            out[j] = <floating>exp_forward(a[j])
-    elif op == OP_LOG:
-        for j in range(n):
-            out[j] = <floating>log_forward(a[j])
-    elif op == OP_SIGMOID:
-        for j in range(n):
-            out[j] = <floating>sigmoid_forward(a[j])
-    elif op == OP_NEG:
-        for j in range(n):
-            out[j] = <floating>neg_forward(a[j])
-    elif op == OP_ABS:
-        for j in range(n):
-            out[j] = <floating>abs_forward(a[j])
-    elif op == OP_POW_CONST:
-        for j in range(n):
-            out[j] = <floating>pow_const_forward(a[j], c)
-
-
-cdef void unary_backward(int op, Py_ssize_t n, const floating* a,
-                         const floating* out, const floating* gout,
-                         floating* ga, double c) noexcept nogil:
-    # One loop per op (the switch is outside the loops); each body is the
-    # scalar backward kernel of _kernels.pxd.
-    cdef Py_ssize_t j
-    cdef double d
-    cdef floating g
-    if op == OP_RELU:
-        for j in range(n):
-            # A select rather than a branch: the sign of a ReLU's output is
-            # unpredictable, and a mispredicted branch per element costs more
-            # than the whole loop body.
-            g = gout[j]         # loaded unconditionally, so the select vectorises
-            ga[j] = ga[j] + (g if out[j] > 0 else <floating>0)
-    elif op == OP_TANH:
-        for j in range(n):
-            d = 0.0
-            tanh_backward(out[j], gout[j], &d)
-            ga[j] += <floating>d
-    elif op == OP_EXP:
-        for j in range(n):
-            d = 0.0
-            exp_backward(out[j], gout[j], &d)
-            ga[j] += <floating>d
-    elif op == OP_LOG:
-        for j in range(n):
-            d = 0.0
-            log_backward(a[j], gout[j], &d)
-            ga[j] += <floating>d
-    elif op == OP_SIGMOID:
-        for j in range(n):
-            d = 0.0
-            sigmoid_backward(out[j], gout[j], &d)
-            ga[j] += <floating>d
-    elif op == OP_NEG:
-        for j in range(n):
-            ga[j] -= gout[j]
-    elif op == OP_ABS:
-        for j in range(n):
-            d = 0.0
-            abs_backward(a[j], gout[j], &d)
-            ga[j] += <floating>d
-    elif op == OP_POW_CONST:
-        for j in range(n):
-            d = 0.0
-            pow_const_backward(a[j], c, gout[j], &d)
-            ga[j] += <floating>d
 
 
 # -- reductions ---------------------------------------------------------------------
@@ -545,3 +409,24 @@ cdef void cast_backward_f64_f32(Py_ssize_t n, const float* gout, double* ga) noe
     cdef Py_ssize_t j
     for j in range(n):
         ga[j] += gout[j]
+
+
+# -- test and tool shims ----------------------------------------------------------
+
+def local_derivative(int op, double a, double b, double c, double out, int position):
+    """d(out)/d(operand `position`) of an elementwise op at (a, b, c): its
+    generated backward kernel with an incoming gradient of 1."""
+    if not (is_elementwise_unary(op) or is_elementwise_binary(op)):
+        raise ValueError(f"local_derivative: opcode {op} is not elementwise")
+    if position == 0:
+        return elementwise_backward_a(op, a, b, c, out, 1.0)
+    if position == 1 and is_elementwise_binary(op):
+        return elementwise_backward_b(op, a, b, c, out, 1.0)
+    raise ValueError(f"local_derivative: opcode {op} has no operand {position}")
+
+
+def forward_value(int op, double a, double b, double c):
+    """The output of an elementwise op at (a, b, c): its generated forward kernel."""
+    if not (is_elementwise_unary(op) or is_elementwise_binary(op)):
+        raise ValueError(f"forward_value: opcode {op} is not elementwise")
+    return elementwise_forward(op, a, b, c)

@@ -17,11 +17,8 @@ import numpy as np
 
 from fastgrad._value cimport Value
 from fastgrad._kernels cimport (
-    add_forward, add_backward, mul_forward, mul_backward, sub_forward,
-    sub_backward, truediv_forward, truediv_backward, neg_forward, neg_backward,
-    pow_const_forward, pow_const_backward, pow_forward, pow_backward,
-    relu_forward, relu_backward, tanh_forward, tanh_backward, exp_forward,
-    exp_backward, log_forward, log_backward, sigmoid_forward, sigmoid_backward,
+    elementwise_forward, elementwise_backward_a, elementwise_backward_b,
+    is_elementwise_binary, mul_backward_a, mul_backward_b,
     leaf_grads_lock, leaf_grads_unlock,
 )
 
@@ -34,6 +31,8 @@ __all__ = ["Tape"]
 _SYMBOL = {op.opcode: op.symbol for op in BY_OPCODE.values()}
 _NAME = {op.opcode: op.name for op in BY_OPCODE.values()}
 _ARITY = {op.opcode: op.arity for op in BY_OPCODE.values()}
+_INFIX = {op.opcode for op in BY_OPCODE.values() if op.infix}
+_WITH_ATTR = {op.opcode for op in BY_OPCODE.values() if op.attr is not None}
 
 @cython.final
 cdef class Tape:
@@ -98,30 +97,9 @@ cdef class Tape:
                     acc = acc + val[px[p]] * val[py[p]]
                     p += 1
                 val[out[k]] = acc
-            elif i == OP_ADD:
-                val[out[k]] = add_forward(val[a[k]], val[b[k]])
-            elif i == OP_MUL:
-                val[out[k]] = mul_forward(val[a[k]], val[b[k]])
-            elif i == OP_RELU:
-                val[out[k]] = relu_forward(val[a[k]])
-            elif i == OP_TANH:
-                val[out[k]] = tanh_forward(val[a[k]])
-            elif i == OP_SUB:
-                val[out[k]] = sub_forward(val[a[k]], val[b[k]])
-            elif i == OP_TRUEDIV:
-                val[out[k]] = truediv_forward(val[a[k]], val[b[k]])
-            elif i == OP_NEG:
-                val[out[k]] = neg_forward(val[a[k]])
-            elif i == OP_POW_CONST:
-                val[out[k]] = pow_const_forward(val[a[k]], self.cst[k])
-            elif i == OP_POW:
-                val[out[k]] = pow_forward(val[a[k]], val[b[k]])
-            elif i == OP_EXP:
-                val[out[k]] = exp_forward(val[a[k]])
-            elif i == OP_LOG:
-                val[out[k]] = log_forward(val[a[k]])
-            elif i == OP_SIGMOID:
-                val[out[k]] = sigmoid_forward(val[a[k]])
+            else:
+                # every other op is elementwise (generated from the op table)
+                val[out[k]] = elementwise_forward(i, val[a[k]], val[b[k]], self.cst[k])
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
@@ -146,34 +124,16 @@ cdef class Tape:
                 p = b[k]
                 end = p + self.n[k]
                 while p < end:
-                    mul_backward(val[px[p]], val[py[p]], g, &grad[px[p]], &grad[py[p]])
+                    grad[px[p]] += mul_backward_a(val[px[p]], val[py[p]], 0.0, 0.0, g)
+                    grad[py[p]] += mul_backward_b(val[px[p]], val[py[p]], 0.0, 0.0, g)
                     p += 1
                 grad[a[k]] += g
-            elif i == OP_ADD:
-                add_backward(g, &grad[a[k]], &grad[b[k]])
-            elif i == OP_MUL:
-                mul_backward(val[a[k]], val[b[k]], g, &grad[a[k]], &grad[b[k]])
-            elif i == OP_RELU:
-                relu_backward(val[out[k]], g, &grad[a[k]])
-            elif i == OP_TANH:
-                tanh_backward(val[out[k]], g, &grad[a[k]])
-            elif i == OP_SUB:
-                sub_backward(g, &grad[a[k]], &grad[b[k]])
-            elif i == OP_TRUEDIV:
-                truediv_backward(val[a[k]], val[b[k]], g, &grad[a[k]], &grad[b[k]])
-            elif i == OP_NEG:
-                neg_backward(g, &grad[a[k]])
-            elif i == OP_POW_CONST:
-                pow_const_backward(val[a[k]], self.cst[k], g, &grad[a[k]])
-            elif i == OP_POW:
-                pow_backward(val[a[k]], val[b[k]], val[out[k]], g,
-                             &grad[a[k]], &grad[b[k]])
-            elif i == OP_EXP:
-                exp_backward(val[out[k]], g, &grad[a[k]])
-            elif i == OP_LOG:
-                log_backward(val[a[k]], g, &grad[a[k]])
-            elif i == OP_SIGMOID:
-                sigmoid_backward(val[out[k]], g, &grad[a[k]])
+            else:
+                grad[a[k]] += elementwise_backward_a(i, val[a[k]], val[b[k]], self.cst[k],
+                                                     val[out[k]], g)
+                if is_elementwise_binary(i):
+                    grad[b[k]] += elementwise_backward_b(i, val[a[k]], val[b[k]],
+                                                         self.cst[k], val[out[k]], g)
             k -= 1
         leaf_grads_lock()       # tapes sharing a leaf may run in other threads
         for i in range(self.n_leaves):
@@ -356,8 +316,12 @@ cdef class Tape:
             rhs = f"dot {s(self.a[k])} + " + " + ".join(terms)
         elif o == OP_POW_CONST:
             rhs = f"{s(self.a[k])} ** {self.cst[k]!r}"
-        elif o in (OP_ADD, OP_MUL, OP_SUB, OP_TRUEDIV, OP_POW):
+        elif o in _INFIX:
             rhs = f"{s(self.a[k])} {_SYMBOL[o]} {s(self.b[k])}"
+        elif _ARITY[o] == 2:
+            rhs = f"{_SYMBOL[o]}({s(self.a[k])}, {s(self.b[k])})"
+        elif o in _WITH_ATTR:
+            rhs = f"{_SYMBOL[o]}({s(self.a[k])}, {self.cst[k]!r})"
         else:
             rhs = f"{_SYMBOL[o]}({s(self.a[k])})"
         return f"%{self.out[k]} = {rhs}{_label_part(node)}"

@@ -35,9 +35,11 @@ import re
 
 import numpy as np
 
-from fastgrad.ops import BY_NAME
+from fastgrad._kernels import local_derivative
+from fastgrad.ops import BY_NAME, OPS
 from fastgrad.viz import (
-    SMALL, _array, assign_names, expression, inputs_of, symbol, topological_order,
+    SMALL, _array, assign_names, expression, inputs_of, node_exponent, number_text, symbol,
+    topological_order,
 )
 
 __all__ = ["explain", "Explanation", "local_derivatives"]
@@ -73,41 +75,17 @@ def _rule(op: str, position: int) -> str:
 
 
 def local_derivatives(node) -> tuple[float, ...]:
-    """d(node)/d(input) for each input of a scalar Value, from the op table's rules."""
-    op, ins = node.op, node.inputs
-    with np.errstate(all="ignore"):
-        a = np.float64(ins[0].data) if ins else np.float64(0)
-        b = np.float64(ins[1].data) if len(ins) > 1 else np.float64(0)
-        out = np.float64(node.data)
-        if op in ("add",):
-            d = (1.0, 1.0)
-        elif op == "sub":
-            d = (1.0, -1.0)
-        elif op == "mul":
-            d = (b, a)
-        elif op == "truediv":
-            d = (1.0 / b, -a / (b * b))
-        elif op == "neg":
-            d = (-1.0,)
-        elif op == "pow_const":
-            c = node.exponent
-            d = (0.0 if c == 0 else c * np.power(a, c - 1.0),)
-        elif op == "pow":
-            d = (0.0 if b == 0 else b * np.power(a, b - 1.0),
-                 0.0 if (a == 0 and b >= 0) else out * np.log(a))
-        elif op == "relu":
-            d = (1.0 if out > 0 else 0.0,)
-        elif op == "tanh":
-            d = (1.0 - out * out,)
-        elif op in ("exp",):
-            d = (out,)
-        elif op == "log":
-            d = (1.0 / a,)
-        elif op == "sigmoid":
-            d = (out * (1.0 - out),)
-        else:
-            raise NotImplementedError(f"explain: no local derivative for op {op!r}")
-    return tuple(float(x) for x in d)
+    """d(node)/d(input) for each input of a scalar Value: the op's compiled
+    backward (generated from its row of the op table) with an incoming 1."""
+    op = BY_NAME[node.op]
+    if not op.elementwise:
+        raise NotImplementedError(f"explain: no local derivative for op {node.op!r}")
+    ins = node.inputs
+    a = float(ins[0].data) if ins else 0.0
+    b = float(ins[1].data) if len(ins) > 1 else 0.0
+    c = node_exponent(node)
+    return tuple(local_derivative(op.opcode, a, b, c, float(node.data), k)
+                 for k in range(op.arity))
 
 
 def _header(node, names, precs_of) -> str:
@@ -116,8 +94,8 @@ def _header(node, names, precs_of) -> str:
     expr, _ = expression(node, [names[id(x)] for x in ins], [precs_of(x) for x in ins])
     head = name if expr == name else f"{name} = {expr}"
     rule = BY_NAME[node.op].derivative
-    if node.op == "pow_const":
-        rule += f", c = {symbol(node)[2:]}"
+    if node.op == "pow_const" or BY_NAME[node.op].attr is not None:
+        rule += f", c = {number_text(node_exponent(node))}"
     return head, f"[{symbol(node)}: {rule}]"
 
 
@@ -247,30 +225,7 @@ def _explain_scalar(root, wrt, max_lines) -> Explanation:
 
 # -- tensors -----------------------------------------------------------------------
 
-_TENSOR_RULES = {
-    "add": ("{g}", "{g}"),
-    "sub": ("{g}", "-{g}"),
-    "mul": ("{g} ⊙ {b}", "{g} ⊙ {a}"),
-    "truediv": ("{g} / {b}", "-{g} ⊙ {a} / {b}²"),
-    "pow": ("{g} ⊙ {b}·{a}^({b} - 1)", "{g} ⊙ {y}·ln({a})"),
-    "pow_const": ("{g} ⊙ {c}·{a}^({c} - 1)",),
-    "neg": ("-{g}",),
-    "relu": ("{g} ⊙ 1[{y} > 0]",),
-    "tanh": ("{g} ⊙ (1 - {y}²)",),
-    "exp": ("{g} ⊙ {y}",),
-    "log": ("{g} / {a}",),
-    "sigmoid": ("{g} ⊙ {y}·(1 - {y})",),
-    "abs": ("{g} ⊙ sign({a})",),
-    "matmul": ("{g} · {b}ᵀ", "{a}ᵀ · {g}"),
-    "sum": ("broadcast({g}, to {ashape})",),
-    "max": ("{g} routed to where {a} is largest (ties share equally)",),
-    "reshape": ("reshape({g}, {ashape})",),
-    "transpose": ("transpose({g}, inverse axes)",),
-    "getitem": ("{g} scattered into zeros{ashape}",),
-    "cast": ("cast({g}, {adtype})",),
-    "log_softmax": ("{g} - softmax({a}) ⊙ Σ{g} (along the last axis)",),
-    "cross_entropy": ("(softmax({a}) - onehot({b})) ⊙ {g}",),
-}
+_TENSOR_RULES = {op.name: op.tensor_rule for op in OPS if op.tensor_rule}
 
 
 def _operand(name: str) -> str:
@@ -340,7 +295,7 @@ def _explain_tensor(root, wrt, max_lines, grad) -> Explanation:
             formula = rules[min(i, len(rules) - 1)].format(
                 g=g, a=_operand(names[id(ins[0])]),
                 b=_operand(names[id(ins[1])]) if len(ins) > 1 else "",
-                y=_operand(names[key]), c=symbol(node)[2:], ashape=tuple(x.shape),
+                y=_operand(names[key]), c=number_text(node_exponent(node)), ashape=tuple(x.shape),
                 adtype=x.dtype).replace("ᵀᵀ", "")
             shapes = f"→ {tuple(x.shape)}"
             if node.op == "matmul":

@@ -39,7 +39,7 @@ import numpy as np
 
 from fastgrad._value import Value
 from fastgrad.lower import lower
-from fastgrad.ops import BY_NAME
+from fastgrad.ops import BY_NAME, OPS
 from fastgrad.tensor import Tensor, _apply, _state, no_grad
 
 __all__ = ["gradcheck", "GradcheckError", "check_instructions", "InstructionCall",
@@ -50,7 +50,9 @@ __all__ = ["gradcheck", "GradcheckError", "check_instructions", "InstructionCall
 F64 = np.dtype(np.float64)
 MAX_LOCAL_ELEMENTS = 256    # elements per operand checked by the instruction check
 MAX_REPORTED = 10           # failing entries listed in a report
-KINKS = {"relu", "abs", "max"}
+# Where an op is not differentiable: per op, expressions in its operands a, b
+# and attribute c that are 0 at a kink (the op table's rows; max: at ties).
+KINKS = {op.name: op.kinks for op in OPS if op.kinks}
 
 LOCAL_BACKWARD: dict[str, Callable] = {}
 
@@ -165,12 +167,21 @@ def inject_backward(op: str, local_backward: Callable):
 
 # -- one instruction, on its own ----------------------------------------------------
 
-_SCALAR = {
-    "add": lambda a, b: a + b, "sub": lambda a, b: a - b, "mul": lambda a, b: a * b,
-    "truediv": lambda a, b: a / b, "pow": lambda a, b: a ** b, "neg": lambda a: -a,
-    "relu": Value.relu, "tanh": Value.tanh, "exp": Value.exp, "log": Value.log,
-    "sigmoid": Value.sigmoid,
+def _scalar_op(op):
+    """Apply op to Values through its public method or operator."""
+    if op.method is not None:
+        if op.attr is not None:
+            return lambda c, a: getattr(a, op.method)(c)
+        return lambda c, *xs: getattr(xs[0], op.method)(*xs[1:])
+    return _OPERATORS[op.name]
+
+
+_OPERATORS = {
+    "add": lambda c, a, b: a + b, "sub": lambda c, a, b: a - b, "mul": lambda c, a, b: a * b,
+    "truediv": lambda c, a, b: a / b, "pow": lambda c, a, b: a ** b,
+    "pow_const": lambda c, a: a ** c, "neg": lambda c, a: -a,
 }
+_SCALAR = {op.name: _scalar_op(op) for op in OPS if op.elementwise}
 
 
 def _build(call: InstructionCall, leaves: list):
@@ -179,15 +190,13 @@ def _build(call: InstructionCall, leaves: list):
         node = call.node
         dtype = node.dtype if call.op == "cast" else F64
         return _apply(call.op, dtype, tuple(leaves), node._attrs[-1], node._attrs[:-2])
-    if call.op == "pow_const":
-        return leaves[0] ** call.c
     if call.op == "dot":
         acc, i = leaves[0], 1
         for n in call.terms:
             acc = acc + (leaves[i] if n == 1 else leaves[i] * leaves[i + 1])
             i += n
         return acc
-    return _SCALAR[call.op](*leaves)
+    return _SCALAR[call.op](call.c, *leaves)
 
 
 def _leaves(call: InstructionCall, values, requires_grad: bool) -> list:
@@ -263,10 +272,10 @@ def node_call(node) -> InstructionCall:
     """A graph node (Value or Tensor) as a call of its op on its inputs' values."""
     if isinstance(node, Value):
         return InstructionCall(-1, node.op, node, [x.data for x in node.inputs], [],
-                               -1, node.exponent or 0.0, "scalar")
+                               -1, node._attr or 0.0, "scalar")
     values = [np.array(t.data, dtype=t.dtype if node.op == "cast" or t.dtype.kind != "f"
                        else F64, order="C") for t in node._inputs]
-    return InstructionCall(-1, node.op, node, values, [], -1, 0.0, "tensor")
+    return InstructionCall(-1, node.op, node, values, [], -1, node._attrs[-1].c, "tensor")
 
 
 def instruction_gradients(tape, seed=None) -> dict[int, Any]:
@@ -292,12 +301,15 @@ def instruction_gradients(tape, seed=None) -> dict[int, Any]:
 
 
 def _at_kink(call: InstructionCall, eps: float) -> bool:
+    if call.op == "max":
+        a = np.asarray(call.inputs[0], dtype=F64)
+        return bool(np.any(np.diff(np.sort(a.ravel())) < 2 * eps))
     if call.op not in KINKS:
         return False
-    a = np.asarray(call.inputs[0], dtype=F64)
-    if call.op == "max":
-        return bool(np.any(np.diff(np.sort(a.ravel())) < 2 * eps))
-    return bool(np.any(np.abs(a) < 2 * eps))
+    names = {"a": np.asarray(call.inputs[0], dtype=F64), "c": call.c,
+             "b": np.asarray(call.inputs[1], dtype=F64) if len(call.inputs) > 1 else 0.0}
+    return any(bool(np.any(np.abs(eval(kink, {}, names)) < 2 * eps))
+               for kink in KINKS[call.op])
 
 
 def check_call(call: InstructionCall, eps=1e-6, atol=1e-5, rtol=1e-3,

@@ -11,6 +11,7 @@ lowers the graph and runs the compiled reverse sweep.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from fastgrad import _plan
 from fastgrad._convert import (I64_MAX, I64_MIN, beyond_exact, checked_cast, first_big_int,
                                from_objects, is_int)
 from fastgrad._atape import DTYPE_CODES, eager_forward
+from fastgrad._tensor_methods import ElementwiseMethods
 from fastgrad.ops import BY_NAME, BY_OPCODE
 
 __all__ = ["Tensor", "tensor", "zeros", "ones", "full", "randn", "no_grad",
@@ -238,7 +240,7 @@ def _unary(name: str, a: Tensor, c: float = 0.0) -> Tensor:
     return _apply(name, a.dtype, (a,), _plan.plan_unary(a, c))
 
 
-class Tensor:
+class Tensor(ElementwiseMethods):
     """An n-dimensional array in a differentiable graph.
 
     ``.data`` is the live numpy array (in-place writes are seen by tapes
@@ -465,23 +467,16 @@ class Tensor:
 
     # -- functions ----------------------------------------------------------------
 
-    def relu(self):
-        return _unary("relu", self)
+    # relu, tanh, sigmoid, exp, log, abs, sqrt, sin, ..., minimum, clamp:
+    # generated from the op table (fastgrad._tensor_methods) on top of these.
+    def _elementwise(self, name: str, c: Any = 0.0, attr: str = "") -> Tensor:
+        if attr and (not isinstance(c, (int, float, np.integer, np.floating))
+                     or isinstance(c, (bool, np.bool_))):
+            raise TypeError(f"{name}: {attr} must be a real number, got {type(c).__name__}")
+        return _unary(name, self, float(c))
 
-    def tanh(self):
-        return _unary("tanh", self)
-
-    def sigmoid(self):
-        return _unary("sigmoid", self)
-
-    def exp(self):
-        return _unary("exp", self)
-
-    def log(self):
-        return _unary("log", self)
-
-    def abs(self):
-        return _unary("abs", self)
+    def _elementwise_binary(self, name: str, other: Any) -> Tensor:
+        return _binary(name, self, _as_operand(other, self, name))
 
     def sum(self, axis=None, keepdims: bool = False):
         a = self if self.dtype in _FLOATS else _cast(self, _F64)

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from fastgrad._value import Value
-from fastgrad.ops import BY_NAME
+from fastgrad.ops import BY_NAME, OPS
 
 __all__ = ["to_mermaid", "to_dot", "draw", "graph", "Graph", "SMALL", "MAX_NODES"]
 
@@ -73,19 +73,18 @@ def topological_order(root, inputs: Callable = inputs_of) -> list:
     return order
 
 
-_PREC = {"add": 1, "sub": 1, "mul": 2, "truediv": 2, "matmul": 2, "neg": 3,
-         "pow": 4, "pow_const": 4}
-_TIGHT = {"mul", "truediv", "matmul", "pow", "pow_const"}   # no spaces around
+_PREC = {op.name: op.precedence for op in OPS if op.precedence}
+_TIGHT = {op.name for op in OPS if op.tight}     # drawn without spaces around
 
 
-def _number(c: float) -> str:
+def number_text(c: float) -> str:
     return str(int(c)) if float(c).is_integer() and abs(c) < 1e15 else f"{c:g}"
 
 
 def expression(node, names: list[str], precs: list[int]) -> tuple[str, int]:
     """node's op applied to its inputs' names: ('x1*w1 + b', precedence)."""
     op = op_name(node)
-    if op in ("add", "sub", "mul", "truediv", "matmul", "pow"):
+    if op in _PREC and BY_NAME[op].infix:
         p = _PREC[op]
         sym = BY_NAME[op].symbol
         left = names[0] if precs[0] >= p + (op == "pow") else f"({names[0]})"
@@ -94,18 +93,21 @@ def expression(node, names: list[str], precs: list[int]) -> tuple[str, int]:
         return (f"{left}{sym}{right}" if op in _TIGHT else f"{left} {sym} {right}"), p
     if op == "pow_const":
         base = names[0] if precs[0] > 4 else f"({names[0]})"
-        return f"{base}**{_number(node_exponent(node))}", 4
+        return f"{base}**{number_text(node_exponent(node))}", 4
     if op == "neg":
         return (f"-{names[0]}" if precs[0] >= 3 else f"-({names[0]})"), 3
     if op == "transpose":
         return (f"{names[0]}ᵀ" if precs[0] >= 5 else f"({names[0]})ᵀ"), 5
     if op == "dot":
         return " + ".join(names), 1
+    if op in BY_NAME and BY_NAME[op].attr is not None:      # leaky_relu(x, 0.1)
+        return f"{op}({names[0]}, {number_text(node_exponent(node))})", 5
     return f"{op}({', '.join(names)})", 5
 
 
 def node_exponent(node) -> float:
-    c = getattr(node, "exponent", None)
+    """The node's number attribute: pow_const's exponent, leaky_relu's slope, ..."""
+    c = getattr(node, "_attr", None)
     if c is None:
         attrs = getattr(node, "_attrs", ())
         c = attrs[-1].c if attrs else 0.0
@@ -154,7 +156,7 @@ def assign_names(order: list, inputs: Callable = inputs_of, root_name: str | Non
 def symbol(node) -> str:
     op = op_name(node)
     if op == "pow_const":
-        return f"**{_number(node_exponent(node))}"
+        return f"**{number_text(node_exponent(node))}"
     return BY_NAME[op].symbol if op in BY_NAME else op
 
 

@@ -51,6 +51,21 @@ def _dispatch(name: str, args: str, call_args: str, ops, suffix: str) -> str:
     return "".join(lines)
 
 
+def _accumulate(ops) -> str:
+    """One switch that adds every operand's contribution (the scalar tape's step)."""
+    lines = ["cdef inline void elementwise_backward(int op, double a, double b, double c,\n"
+             "                                      double out, double g, double* ga,\n"
+             "                                      double* gb) noexcept nogil:\n"]
+    keyword = "if"
+    for op in ops:
+        lines.append(f"    {keyword} op == {op.opcode}:    # {op.name}\n"
+                     f"        ga[0] += {op.name}_backward_a(a, b, c, out, g)\n")
+        if op.arity == 2:
+            lines.append(f"        gb[0] += {op.name}_backward_b(a, b, c, out, g)\n")
+        keyword = "elif"
+    return "".join(lines) + "\n\n"
+
+
 def _predicate(name: str, doc: str, ops) -> str:
     test = " or ".join(f"op == {op.opcode}" for op in ops) or "False"
     return (f"cdef inline bint {name}(int op) noexcept nogil:\n"
@@ -78,6 +93,7 @@ def elementwise_pxi(ops) -> str:
                          "_backward_a"))
     out.append(_dispatch("elementwise_backward_b", _BACKWARD_ARGS, "a, b, c, out, g",
                          [op for op in rows if op.arity == 2], "_backward_b"))
+    out.append(_accumulate(rows))
     out.append(_predicate("is_elementwise_unary", "one operand, computed element by element",
                           [op for op in rows if op.arity == 1]))
     out.append(_predicate("is_elementwise_binary", "two operands, broadcast",

@@ -17,8 +17,7 @@ import numpy as np
 
 from fastgrad._value cimport Value
 from fastgrad._kernels cimport (
-    elementwise_forward, elementwise_backward_a, elementwise_backward_b,
-    is_elementwise_binary, mul_backward_a, mul_backward_b,
+    elementwise_forward, elementwise_backward, mul_backward_a, mul_backward_b,
     leaf_grads_lock, leaf_grads_unlock,
 )
 
@@ -129,11 +128,8 @@ cdef class Tape:
                     p += 1
                 grad[a[k]] += g
             else:
-                grad[a[k]] += elementwise_backward_a(i, val[a[k]], val[b[k]], self.cst[k],
-                                                     val[out[k]], g)
-                if is_elementwise_binary(i):
-                    grad[b[k]] += elementwise_backward_b(i, val[a[k]], val[b[k]],
-                                                         self.cst[k], val[out[k]], g)
+                elementwise_backward(i, val[a[k]], val[b[k]], self.cst[k], val[out[k]], g,
+                                     &grad[a[k]], &grad[b[k]])
             k -= 1
         leaf_grads_lock()       # tapes sharing a leaf may run in other threads
         for i in range(self.n_leaves):

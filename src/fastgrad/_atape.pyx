@@ -288,8 +288,13 @@ cdef class ArrayTape:
             g = t.grad
             if g is None:
                 g = np.zeros(arr.shape, dtype=arr.dtype)
-                t.grad = g
-            elif not self._matches(g, i) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>g):
+                # Allocating can run the garbage collector and so let another
+                # thread's tape bind this leaf first: keep the .grad it set.
+                if t.grad is None:
+                    t.grad = g
+                else:
+                    g = t.grad
+            if not self._matches(g, i) or not cnp.PyArray_ISWRITEABLE(<cnp.ndarray>g):
                 raise ValueError(
                     f"tape: leaf {_name(t, i)} has a .grad of "
                     f"{_describe_array(g)}; expected a writeable "

@@ -9,10 +9,14 @@ against fastgrad's before timing it, and times them in interleaved rounds::
         [--workloads w1,w2,w3,w4,ops] [--engines ...] [--threads 1] [--quick] \\
         [--json out.json] [--plot out.png]
 
+``--workloads scalar`` (run only when named) times w1's scalar engines in
+detail: eager steps in parts, replay sweeps per tape instruction and per
+graph node.
+
 Modules: ``cli`` (arguments, thread pinning), ``threads``, ``machine`` (the
 report's header), ``workloads`` (data and weights), ``harness`` (cross-check,
 timing, statistics), ``engines_*`` (one per library), ``report`` (tables,
-targets, JSON), ``plot``, ``runner``.
+targets, the scalar workload's figures, JSON), ``plot``, ``runner``.
 
 Importing this package imports nothing numerical: the thread counts must be
 pinned before numpy and the BLAS libraries load.

@@ -15,22 +15,31 @@ import sys
 
 from fastgrad.bench import threads
 
-__all__ = ["WORKLOAD_NAMES", "ENGINE_NAMES", "build_parser", "parse_args", "main"]
+__all__ = ["WORKLOAD_NAMES", "DEFAULT_WORKLOADS", "ENGINE_NAMES", "build_parser", "parse_args",
+           "main"]
 
-WORKLOAD_NAMES = ("w1", "w2", "w3", "w4", "ops")
+# What a run without --workloads runs; "scalar" (w1's scalar engines in
+# detail) only on request.
+DEFAULT_WORKLOADS = ("w1", "w2", "w3", "w4", "ops")
+WORKLOAD_NAMES = DEFAULT_WORKLOADS + ("scalar",)
 # Engine keys and families --engines accepts (the fastgrad baseline always runs).
-ENGINE_NAMES = ("fastgrad", "fastgrad_compiled", "fastgrad_replay", "fastgrad_eager",
+ENGINE_NAMES = ("fastgrad", "fastgrad_compiled", "fastgrad_replay", "fastgrad_replay_forward",
+                "fastgrad_replay_backward", "fastgrad_eager", "fastgrad_eager_gc_off",
                 "fastgrad_scalar", "fastgrad_gemms", "fastgrad_tape_forward",
                 "fastgrad_tape_backward", "micrograd", "micrograd_gc_on", "micrograd_gc_off",
                 "reference", "numpy", "numpy_gemms", "numpy_ufunc", "torch", "torch_op", "jax")
 
 EPILOG = """\
 workloads:
-  w1   micrograd's demo step: MLP 2-16-16-1, 100 moons, SVM loss + 1e-4 L2, SGD (float64)
-  w2   seed 003's 2-3-1 linear net step (float64)
-  w3   MLP 784-256-128-10, batch 128, cross-entropy, SGD (float32)
-  w4   MLP 1024-1024-1024-1024, batch 512, MSE, SGD (float32), and its 8 bare GEMMs
-  ops  per-op overhead: a replayed chain of elementwise ops on (4,) arrays
+  w1      micrograd's demo step: MLP 2-16-16-1, 100 moons, SVM loss + 1e-4 L2, SGD (float64)
+  w2      seed 003's 2-3-1 linear net step (float64)
+  w3      MLP 784-256-128-10, batch 128, cross-entropy, SGD (float32)
+  w4      MLP 1024-1024-1024-1024, batch 512, MSE, SGD (float32), and its 8 bare GEMMs
+  ops     per-op overhead: a replayed chain of elementwise ops on (4,) arrays
+  scalar  (only when named) w1's scalar engines in detail: the eager steps timed in
+          parts (build graph, zero_grad + backward, update), fastgrad eager with GC
+          on and off, the replayed tape's forward and backward sweeps alone, and
+          the time per tape instruction and per graph node
 
 engines (keys or families, comma-separated): fastgrad, micrograd (GC on and off),
 reference, numpy, torch, jax, or single keys such as micrograd_gc_off, numpy_gemms.
@@ -67,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "workloads (same data, weights and loss), timed in interleaved rounds.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workloads", type=_csv(WORKLOAD_NAMES, "workload"),
-                   default=list(WORKLOAD_NAMES), help="comma-separated (default: all)")
+                   default=list(DEFAULT_WORKLOADS),
+                   help="comma-separated (default: w1,w2,w3,w4,ops; scalar only when named)")
     p.add_argument("--engines", type=_csv(ENGINE_NAMES, "engine"), default=None,
                    help="comma-separated keys or families (default: every importable engine)")
     p.add_argument("--threads", type=_positive, default=1,

@@ -16,17 +16,20 @@ step's graph inside the timed region, as a training loop does: fastgrad frees
 it by reference counting; micrograd's closures form cycles that wait for the
 collector (off in the "GC off" rows, where it runs between batches, untimed).
 The replay engine builds the graph once, lowers it with ``fastgrad.lower``
-and then replays forward / zero_grad / backward / arena update.
+and then replays forward / zero_grad / backward / arena update; the
+``scalar`` workload also times its forward and backward sweeps alone, and
+the eager steps in parts.
 """
 
 from __future__ import annotations
 
 import random
 
-from fastgrad.bench.harness import Engine, Skip
+from fastgrad.bench.harness import Engine, Skip, perf_counter
 
 __all__ = ["MicrogradGCOn", "MicrogradGCOff", "ReferenceEngine", "FastgradEager",
-           "FastgradReplay", "W2ScalarReplay", "build_loss"]
+           "FastgradEagerGCOn", "FastgradEagerGCOff", "FastgradReplay", "ReplayForward",
+           "ReplayBackward", "W2ScalarReplay", "build_loss"]
 
 MICROGRAD_PIP = "pip install micrograd==0.1.0"
 
@@ -53,7 +56,12 @@ def _model(w, MLP):
 
 
 class _EagerScalar(Engine):
-    """Rebuild the graph every step, as micrograd does."""
+    """Rebuild the graph every step, as micrograd does.
+
+    In a workload that times parts (``scalar``) ``run`` also times the three
+    parts of each step: building the graph (which frees the previous one),
+    zero_grad + backward, and the update.
+    """
 
     min_batch = 1
 
@@ -67,16 +75,49 @@ class _EagerScalar(Engine):
         self.X, self.y = self.w.data["X_list"], self.w.data["y_list"]
         self.alpha, self.lr = self.w.data["alpha"], self.w.lr
         self.last = None
+        if self.w.parts:
+            self.parts = ("build graph", "zero_grad + backward", "update")
 
-    def step(self):
+    def _build(self):
         loss = build_loss(self.model, self.Value, self.X, self.y, self.alpha)
         self.last = loss            # drops the previous step's graph
+        return loss
+
+    def _backward(self, loss):
         self.model.zero_grad()
         loss.backward()
+
+    def _update(self):
         lr = self.lr
         for p in self.params:
             p.data -= lr * p.grad
+
+    def step(self):
+        loss = self._build()
+        self._backward(loss)
+        self._update()
         return loss
+
+    def run(self, n):
+        if not self.parts:
+            return super().run(n)
+        build, backward, update = self._build, self._backward, self._update
+        spent = [0.0, 0.0, 0.0]
+        start = perf_counter()
+        for _ in range(n):
+            t0 = perf_counter()
+            loss = build()
+            t1 = perf_counter()
+            backward(loss)
+            t2 = perf_counter()
+            update()
+            t3 = perf_counter()
+            spent[0] += t1 - t0
+            spent[1] += t2 - t1
+            spent[2] += t3 - t2
+        elapsed = perf_counter() - start
+        self.part_seconds = spent
+        return elapsed
 
     def loss_value(self, out):
         return out.data
@@ -141,13 +182,20 @@ class FastgradEager(_EagerScalar):
         self.data = self.model.parameters_data()
         self.grad = self.model.parameters_grad()
 
-    def step(self):
-        loss = build_loss(self.model, self.Value, self.X, self.y, self.alpha)
-        self.last = loss
-        self.model.zero_grad()
-        loss.backward()
+    def _update(self):
         self.data -= self.lr * self.grad
-        return loss
+
+
+class FastgradEagerGCOn(FastgradEager):
+    """FastgradEager, labelled for the scalar workload, which also has it with GC off."""
+
+    label = "fastgrad eager scalar (fastgrad.micrograd), GC on"
+
+
+class FastgradEagerGCOff(FastgradEager):
+    key = "fastgrad_eager_gc_off"
+    label = "fastgrad eager scalar (fastgrad.micrograd), GC off"
+    gc_off = True
 
 
 class FastgradReplay(Engine):
@@ -164,10 +212,16 @@ class FastgradReplay(Engine):
         self.model = _model(w, MLP)
         self.data = self.model.parameters_data()
         self.grad = self.model.parameters_grad()
+        t0 = perf_counter()
         self.loss = build_loss(self.model, Value, w.data["X_list"], w.data["y_list"],
                                w.data["alpha"])
+        t1 = perf_counter()
         self.tape = fg.lower(self.loss)
+        t2 = perf_counter()
         self.lr = w.lr
+        stats = self.tape.stats()
+        self.facts = {"instructions": stats["instructions"], "graph_nodes": stats["nodes"],
+                      "build_s": t1 - t0, "lower_s": t2 - t1, "tape": repr(self.tape)}
         self.note = (f"fastgrad scalar tape replay: {len(self.tape)} instructions; first call "
                      f"= build the graph + lower it")
 
@@ -177,6 +231,37 @@ class FastgradReplay(Engine):
         self.tape.backward()
         self.data -= self.lr * self.grad
         return value
+
+
+class ReplayForward(FastgradReplay):
+    """The replayed tape's forward sweep alone (the weights stay as they are)."""
+
+    key, label = "fastgrad_replay_forward", "fastgrad scalar tape replay: forward only"
+    show_first_call = False
+    updates = False
+
+    def setup(self):
+        super().setup()
+        self.note = ""
+
+    def step(self):
+        return self.tape.forward()
+
+
+class ReplayBackward(ReplayForward):
+    """The replayed tape's backward sweep alone (the gradients accumulate)."""
+
+    key, label = "fastgrad_replay_backward", "fastgrad scalar tape replay: backward only"
+
+    def setup(self):
+        super().setup()
+        self.value = self.tape.forward()
+
+    def step(self):
+        self.tape.backward()
+
+    def loss_value(self, out):
+        return self.value
 
 
 class W2ScalarReplay(Engine):

@@ -8,12 +8,14 @@ An *engine* is one way of running a workload's step.  The harness
    engine's (fastgrad): the loss of the first step (same data, same initial
    weights) and the loss of the second, and the change between them, which
    checks the gradients and the update.  An engine that disagrees beyond the dtype's tolerance is
-   reported as MISMATCH and not timed;
+   reported as MISMATCH and not timed.  An engine that does not update
+   (a forward-only or backward-only sweep) is checked on its first loss;
 3. warms every engine up (never timed) and picks a batch size per engine so
    a batch takes about ``batch_s`` seconds;
 4. times ``rounds`` rounds; in each, every engine runs one batch, in an
    order that rotates from round to round, with ``gc.collect()`` before each
-   batch (outside the timed region).  Objects alive once every engine is set
+   batch (outside the timed region).  An engine that times the parts of
+   its step (``parts``) reports them for each batch too.  Objects alive once every engine is set
    up (the libraries, the models) are frozen out of the collector's scans
    (``gc.freeze``), as they would be irrelevant in a script that imports one
    engine: the GC-on rows pay for their own garbage, not for the heaps of the
@@ -60,7 +62,9 @@ class Engine:
     Subclasses set ``key``, ``label``, ``family`` and implement ``setup`` and
     ``step`` (one training step; returns the loss in any form ``loss_value``
     turns into a float or an array).  ``run(n)`` times n steps;
-    engines whose work is asynchronous override ``sync``.
+    engines whose work is asynchronous override ``sync``.  An engine that
+    sets ``parts`` overrides ``run`` to also leave in ``part_seconds`` the
+    time each part took, summed over the n steps.
     """
 
     key = ""
@@ -72,11 +76,16 @@ class Engine:
     per_step = 1             # work units per step (e.g. ops in a chain)
     show_first_call = False  # report setup + first step as "first call"
     has_loss = True          # False for floors (bare GEMMs): nothing to cross-check
+    updates = True           # False for sweeps that leave the weights alone: only the
+                             # first loss is cross-checked
+    parts: tuple[str, ...] = ()   # names of the parts of a step that run() times
     note = ""                # shown under the table
 
     def __init__(self, workload):
         self.w = workload
         self.setup_s = 0.0
+        self.facts: dict[str, Any] = {}       # what setup found (sizes, once-only times)
+        self.part_seconds: list[float] = []   # per part, summed over the last run()
 
     def setup(self) -> None:
         raise NotImplementedError
@@ -115,6 +124,9 @@ class Result:
         self.batch = 0
         self.samples: list[tuple[int, float]] = []   # (round, seconds per unit)
         self.stats: dict[str, float] = {}
+        # (round, seconds per step of each part), for engines that time parts
+        self.part_samples: list[tuple[int, list[float]]] = []
+        self.part_stats: dict[str, float] = {}       # part -> median seconds per step
 
     @property
     def timed(self) -> bool:
@@ -144,6 +156,8 @@ def cross_check(results: list[Result], baseline: Result, dtype: str) -> None:
     the gradients and the update even when the change is small next to the
     loss.  The second is skipped when the baseline's change is within 1000
     ulps of the loss (e.g. a forward-only workload), where it means nothing.
+    An engine that does not update (``updates`` False) is compared on its
+    first loss alone.
     """
     tol, tol_step = TOLERANCE[dtype], STEP_TOLERANCE[dtype]
     base = baseline.check.get("losses")
@@ -157,12 +171,14 @@ def cross_check(results: list[Result], baseline: Result, dtype: str) -> None:
             r.check["rel_err"] = None
             continue
         mine = r.check["losses"]
-        err = max(_rel_err(a, b) for a, b in zip(mine, base))
+        compared = len(base) if r.engine.updates else 1
+        err = max(_rel_err(a, b) for a, b in zip(mine[:compared], base[:compared]))
         r.check["rel_err"] = err
         problem = None
         if not err <= tol:
             problem = f"relative error {err:.1e} > {tol:g}"
-        elif base_step is not None and abs(base_step) > 1000 * _EPS[dtype] * abs(base[0][0]):
+        elif (r.engine.updates and base_step is not None
+              and abs(base_step) > 1000 * _EPS[dtype] * abs(base[0][0])):
             step_err = _rel_err([_step_change(mine)], [base_step])
             r.check["step_rel_err"] = step_err
             if not step_err <= tol_step:
@@ -272,10 +288,15 @@ def _time(live: list[Result], baseline: Result, estimate: dict[str, float], roun
     for k in range(rounds):
         shift = k % len(live) if live else 0
         for r in live[shift:] + live[:shift]:
-            t = _timed_batch(r.engine, r.batch)
-            r.samples.append((k, t / r.batch / r.engine.per_step))
+            e = r.engine
+            t = _timed_batch(e, r.batch)
+            r.samples.append((k, t / r.batch / e.per_step))
+            if e.parts:
+                r.part_samples.append((k, [p / r.batch for p in e.part_seconds]))
     for r in live:
         r.stats = summarize([s for _, s in r.samples])
+        r.part_stats = {name: statistics.median(ps[i] for _, ps in r.part_samples)
+                        for i, name in enumerate(r.engine.parts) if r.part_samples}
     for r in live:
         r.stats.update(_ratios(r, baseline))
 

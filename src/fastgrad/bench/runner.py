@@ -13,13 +13,16 @@ import time
 from typing import Any
 
 from fastgrad.bench import machine, report, threads
+from fastgrad.bench.cli import DEFAULT_WORKLOADS
 from fastgrad.bench.engines_fastgrad import (CompiledW1, CompiledW2, CompiledW3, CompiledW4,
                                              GemmFloor, TapeBackward, TapeForward)
 from fastgrad.bench.engines_jax import JaxW1, JaxW2, JaxW3, JaxW4
 from fastgrad.bench.engines_numpy import (NumpyGemms, NumpyUfunc, NumpyW1, NumpyW2, NumpyW3,
                                           NumpyW4)
-from fastgrad.bench.engines_scalar import (FastgradEager, FastgradReplay, MicrogradGCOff,
-                                           MicrogradGCOn, ReferenceEngine, W2ScalarReplay)
+from fastgrad.bench.engines_scalar import (FastgradEager, FastgradEagerGCOff, FastgradEagerGCOn,
+                                           FastgradReplay, MicrogradGCOff, MicrogradGCOn,
+                                           ReferenceEngine, ReplayBackward, ReplayForward,
+                                           W2ScalarReplay)
 from fastgrad.bench.engines_torch import TorchOp, TorchW1, TorchW2, TorchW3, TorchW4
 from fastgrad.bench.harness import run_workload
 from fastgrad.bench.workloads import build
@@ -34,6 +37,8 @@ SUITE = {
     "w3": [CompiledW3, GemmFloor, NumpyW3, NumpyGemms, TorchW3, JaxW3],
     "w4": [CompiledW4, GemmFloor, NumpyW4, NumpyGemms, TorchW4, JaxW4],
     "ops": [TapeForward, TapeBackward, NumpyUfunc, TorchOp],
+    "scalar": [MicrogradGCOn, MicrogradGCOff, ReferenceEngine, FastgradEagerGCOff,
+               FastgradEagerGCOn, FastgradReplay, ReplayForward, ReplayBackward],
 }
 
 # (rounds, seconds per timed batch, seconds of warm-up): full run, --quick
@@ -64,7 +69,7 @@ def _preload(families: set[str]) -> None:
 
 def _command(args) -> str:
     parts = ["python -m fastgrad.bench"]
-    if args.workloads != ["w1", "w2", "w3", "w4", "ops"]:
+    if args.workloads != list(DEFAULT_WORKLOADS):
         parts.append("--workloads " + ",".join(args.workloads))
     if args.engines:
         parts.append("--engines " + ",".join(args.engines))

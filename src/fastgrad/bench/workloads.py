@@ -20,10 +20,16 @@ is fastgrad's: a layer is ``x @ W + b`` with ``W`` of shape ``(nin, nout)``.
   cross-check to test the gradients in float32).
 - **ops** a chain of N elementwise ops on (4,) float64 arrays,
   ``y = y * a`` and ``y = y + b`` alternately, timed per op.
+- **scalar** w1 again, for its scalar engines only and in more detail: the
+  eager steps timed in parts (build the graph, zero_grad + backward,
+  update), fastgrad eager with the collector on and off, and the replayed
+  tape's forward and backward sweeps alone, from which the report derives
+  the time per tape instruction and per graph node.  Run on request only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +48,9 @@ class Workload:
     dtype: str
     baseline: str                   # engine key every ratio and check refers to
     unit: str = "step"              # what one timed sample measures
+    # (engine key, heading) of an extra column: that engine's time over each row's
+    versus: tuple[str, str] | None = None
+    parts: bool = False             # engines that can, time the parts of a step
     lr: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
     layers: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
@@ -98,7 +107,8 @@ def _w1(quick: bool) -> Workload:
         "alpha": 1e-4, "sizes": sizes, "seed": SEED, "flat": flat,
     }
     return Workload("w1", "micrograd demo step: MLP 2-16-16-1, 100 moons, SVM loss + 1e-4 L2, "
-                    "SGD lr 0.1, float64", "float64", "fastgrad_compiled", lr=0.1,
+                    "SGD lr 0.1, float64", "float64", "fastgrad_compiled",
+                    versus=("micrograd_gc_off", "speed-up vs micrograd GC off"), lr=0.1,
                     data=data, layers=layers)
 
 
@@ -140,7 +150,14 @@ def _ops(quick: bool) -> Workload:
                     "fastgrad_tape_forward", unit="op", data=data)
 
 
-WORKLOADS = {"w1": _w1, "w2": _w2, "w3": _w3, "w4": _w4, "ops": _ops}
+def _scalar(quick: bool) -> Workload:
+    return dataclasses.replace(
+        _w1(quick), key="scalar", baseline="fastgrad_replay", parts=True,
+        title="w1's scalar engines in detail: step parts, GC on and off, replay sweeps, "
+              "time per tape instruction and per graph node")
+
+
+WORKLOADS = {"w1": _w1, "w2": _w2, "w3": _w3, "w4": _w4, "ops": _ops, "scalar": _scalar}
 
 
 def build(key: str, quick: bool = False) -> Workload:
